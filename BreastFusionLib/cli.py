@@ -1,0 +1,47 @@
+"""The ``breastfusion`` command line: one sub-command per module in ``BreastFusionLib.commands``.
+
+Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``.
+Errors a user can fix (bad files, values, manifests) are raised as ``UserInputError`` and
+printed as one clear message, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from BreastFusionLib.errors import UserInputError
+
+COMMANDS = ("validate", "locate", "predict")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command that is installed."""
+    parser = argparse.ArgumentParser(prog="breastfusion", description="BreastFusion (research use only).")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"BreastFusionLib.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"BreastFusionLib.commands.{name}":
+                raise
+            continue
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; user errors print ``error: ...`` and return exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cohort data: the manifest contract, its validation and patient-level splits."""

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``breastfusion`` CLI (see ``BreastFusionLib.cli``)."""

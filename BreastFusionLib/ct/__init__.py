@@ -1,0 +1,1 @@
+"""Chest-CT volumes: the in-memory type, loading, windowing and crops."""

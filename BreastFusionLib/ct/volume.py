@@ -1,0 +1,88 @@
+"""The CT volume type shared by loading, localization, cropping and the Slicer module.
+
+``CTVolume.hu`` is indexed ``[k, j, i]`` (slice, row, column) like ``slicer.util.arrayFromVolume``;
+``CTVolume.ijk_to_ras`` maps voxel index ``(i, j, k, 1)`` to RAS millimetres like a Slicer volume
+node's IJKToRAS matrix. Loaders return volumes in the *canonical orientation*: voxel axes aligned
+with the patient, i toward the patient's left, j toward posterior, k toward superior (DICOM's
+LPS order, as an axial HFS series is stored). So ``hu[k]`` is an axial slice shown in the
+radiological convention: anterior at the top, the patient's right on the left of the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+# Diagonal that turns LPS physical coordinates into RAS (and back: it is its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass
+class CTVolume:
+    """A CT volume in Hounsfield units with its voxel-to-patient (RAS) geometry."""
+
+    hu: np.ndarray
+    ijk_to_ras: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.hu.ndim != 3:
+            raise ValueError(f"a CT volume needs 3 dimensions, got an array of shape {self.hu.shape}")
+        self.ijk_to_ras = np.asarray(self.ijk_to_ras, dtype=float)
+        if self.ijk_to_ras.shape != (4, 4):
+            raise ValueError(f"ijk_to_ras must be 4x4, got {self.ijk_to_ras.shape}")
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size in mm along (i, j, k)."""
+        return np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
+
+    @property
+    def shape_ijk(self) -> tuple[int, int, int]:
+        """Number of voxels along (i, j, k)."""
+        k, j, i = self.hu.shape
+        return i, j, k
+
+    def ras_to_ijk(self, points_ras: np.ndarray) -> np.ndarray:
+        """Continuous voxel indices (i, j, k) of RAS points, shape (..., 3)."""
+        points = np.asarray(points_ras, dtype=float)
+        inverse = np.linalg.inv(self.ijk_to_ras)
+        return points @ inverse[:3, :3].T + inverse[:3, 3]
+
+    def ijk_to_ras_points(self, points_ijk: np.ndarray) -> np.ndarray:
+        """RAS millimetres of voxel indices (i, j, k), shape (..., 3)."""
+        points = np.asarray(points_ijk, dtype=float)
+        return points @ self.ijk_to_ras[:3, :3].T + self.ijk_to_ras[:3, 3]
+
+    def contains_ijk(self, ijk: np.ndarray) -> bool:
+        """True when a continuous voxel index lies inside the volume (voxel centres -0.5 .. n-0.5)."""
+        ijk = np.asarray(ijk, dtype=float)
+        upper = np.array(self.shape_ijk, dtype=float) - 0.5
+        return bool(np.all(ijk >= -0.5) and np.all(ijk <= upper))
+
+
+def from_sitk(image: sitk.Image) -> CTVolume:
+    """Convert a SimpleITK image (LPS physical space) into a canonical-orientation CTVolume."""
+    if image.GetDimension() != 3:
+        raise ValueError(f"a CT volume needs 3 dimensions, got a {image.GetDimension()}-D image")
+    oriented = sitk.DICOMOrient(image, "LPS")
+    hu = sitk.GetArrayFromImage(oriented)
+    direction = np.array(oriented.GetDirection(), dtype=float).reshape(3, 3)
+    spacing = np.array(oriented.GetSpacing(), dtype=float)
+    origin = np.array(oriented.GetOrigin(), dtype=float)
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_TO_RAS @ direction @ np.diag(spacing)
+    matrix[:3, 3] = LPS_TO_RAS @ origin
+    return CTVolume(hu=hu, ijk_to_ras=matrix)
+
+
+def to_sitk(volume: CTVolume) -> sitk.Image:
+    """Convert a CTVolume into a SimpleITK image (LPS physical space) for writing NIfTI/NRRD/DICOM."""
+    image = sitk.GetImageFromArray(volume.hu)
+    spacing = volume.spacing
+    direction_lps = LPS_TO_RAS @ volume.ijk_to_ras[:3, :3] @ np.diag(1.0 / spacing)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetDirection(tuple(float(d) for d in direction_lps.ravel()))
+    image.SetOrigin(tuple(float(o) for o in LPS_TO_RAS @ volume.ijk_to_ras[:3, 3]))
+    return image

@@ -1,0 +1,1 @@
+"""Localizing a breast mass relative to the nipple (clock position + distance) on chest CT."""

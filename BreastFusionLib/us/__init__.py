@@ -1,0 +1,1 @@
+"""Breast ultrasound images: loading, burned-in overlay removal and lesion crops."""
