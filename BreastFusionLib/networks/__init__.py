@@ -1,0 +1,44 @@
+"""Networks: CBAM-ResNet-50 and the US, CT, fusion and late-fusion classifiers."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from BreastFusionLib.networks.cbam import CBAM
+from BreastFusionLib.networks.classifiers import FusionClassifier, LateFusion, SingleModalityClassifier
+from BreastFusionLib.networks.pretrained import freeze, load_imagenet_resnet50
+from BreastFusionLib.networks.resnet import CBAMResNet50
+
+MODALITIES = ("us", "ct", "fusion")
+
+
+def build_classifier(modality: str, pretrained: str | None = None, freeze_mode: str = "none", train_cbam: bool = True,
+                     modality_dropout: float = 0.0, num_classes: int = 2, **kwargs) -> nn.Module:
+    """The classifier for ``modality`` ("us", "ct" or "fusion"), optionally ImageNet-initialised and frozen.
+
+    ``pretrained`` is a torchvision ResNet-50 state-dict path or "imagenet" (every branch gets it);
+    ``modality_dropout`` only applies to the fusion model. ``freeze`` is accepted as an alias of
+    ``freeze_mode`` so that bundle configs can say ``"freeze": "backbone"``.
+    """
+    freeze_mode = kwargs.pop("freeze", freeze_mode)
+    if kwargs:
+        raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+    if modality == "fusion":
+        model = FusionClassifier(num_classes=num_classes, modality_dropout=modality_dropout)
+        backbones = [model.us_branch, model.ct_branch]
+    elif modality in ("us", "ct"):
+        model = SingleModalityClassifier(num_classes=num_classes)
+        backbones = [model.backbone]
+    else:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if pretrained:
+        for backbone in backbones:
+            load_imagenet_resnet50(backbone, pretrained)
+    freeze(model, freeze_mode, train_cbam)
+    return model
+
+
+__all__ = [
+    "CBAM", "CBAMResNet50", "FusionClassifier", "LateFusion", "MODALITIES", "SingleModalityClassifier",
+    "build_classifier", "freeze", "load_imagenet_resnet50",
+]
