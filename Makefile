@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: env
-	$(PY) -m BreastFusionLib.demo
+	$(PY) -m BreastFusionLib.networks
 
 test: env
 	$(PY) -m pytest -q
