@@ -1,0 +1,1 @@
+"""Evaluation statistics and figures: AUC with DeLong CIs and tests, threshold metrics with bootstrap CIs."""

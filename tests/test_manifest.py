@@ -1,0 +1,51 @@
+"""The manifest loader: parsed values, and every problem reported at once with line, column and value."""
+
+import pytest
+from PIL import Image
+
+from BreastFusionLib.cohort.manifest import load_manifest, write_manifest
+from BreastFusionLib.errors import UserInputError
+
+HEADER = "case_id,patient_id,label,us_image,us_box,ct_image,ct_point_ras,split,fold\n"
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    Image.new("L", (8, 8)).save(tmp_path / "us.png")
+    return tmp_path
+
+
+def test_good_manifest_is_parsed_and_round_trips(folder):
+    (folder / "m.csv").write_text(HEADER + "c1,p1,Malignant,us.png,\"1,2,5,6\",,,train,0\nc2,p2,benign,us.png,,,,test,1\n")
+    cases = load_manifest(folder / "m.csv")
+    assert cases[0]["label"] == 1 and cases[0]["label_name"] == "malignant"
+    assert cases[0]["us_box"] == (1, 2, 5, 6) and cases[0]["fold"] == 0
+    assert cases[0]["us_image"] == str(folder / "us.png")
+    write_manifest(cases, folder / "again.csv")
+    assert load_manifest(folder / "again.csv") == cases
+
+
+def test_all_problems_are_reported_with_line_column_and_value(folder):
+    rows = [
+        "c1,p1,maybe,us.png,,,,,",          # unknown label
+        "c1,p2,benign,missing.png,,,,,",    # duplicate id, missing file
+        "c3,,benign,,,,,,",                 # empty patient, no image
+        "c4,p4,benign,us.png,\"5,5,1,1\",,\"1,2\",later,-1",  # bad box, point, split, fold
+    ]
+    (folder / "m.csv").write_text(HEADER + "\n".join(rows) + "\n")
+    with pytest.raises(UserInputError) as error:
+        load_manifest(folder / "m.csv")
+    message = str(error.value)
+    for expected in ("line 2, column label = 'maybe'", "line 3, column us_image", "file not found",
+                     "line 3, column case_id = 'c1': duplicate of line 2", "line 4, column patient_id",
+                     "neither us_image nor ct_image", "line 5, column us_box", "line 5, column ct_point_ras",
+                     "line 5, column split = 'later'", "line 5, column fold = -1"):
+        assert expected in message
+
+
+def test_missing_columns_and_missing_file(folder):
+    (folder / "m.csv").write_text("case_id,label\nc1,benign\n")
+    with pytest.raises(UserInputError, match=r"missing required column\(s\) \['patient_id'\]"):
+        load_manifest(folder / "m.csv")
+    with pytest.raises(UserInputError, match="manifest not found"):
+        load_manifest(folder / "absent.csv")
