@@ -9,7 +9,25 @@ import torch
 from ignite.engine import Engine, Events
 
 
-class LossHistory:
+class _EpochCollector:
+    """Collects rows during an epoch (``_collect`` per iteration) and writes them at its end (``_write``)."""
+
+    def __init__(self) -> None:
+        self._rows: list = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _collect(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+    def _write(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+
+class LossHistory(_EpochCollector):
     """Appends one row per epoch (train loss, validation loss and AUC) to ``<output_dir>/loss_history.csv``.
 
     Attach it after MONAI's ``ValidationHandler`` so that the epoch's validation has run. The file
@@ -20,26 +38,21 @@ class LossHistory:
 
     def __init__(self, output_dir: str, validator: Engine | None = None, loss_metric: str = "val_loss",
                  auc_metric: str = "val_auc") -> None:
+        super().__init__()
         self.path = Path(output_dir) / "loss_history.csv"
         self.validator = validator
         self.loss_metric, self.auc_metric = loss_metric, auc_metric
-        self._losses: list[float] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._losses.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._record_loss)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write_row)
-
-    def _record_loss(self, engine: Engine) -> None:
+    def _collect(self, engine: Engine) -> None:
         output = engine.state.output
         items = output if isinstance(output, list) else [output]
-        self._losses.append(float(items[0]["loss"]))
+        self._rows.append(float(items[0]["loss"]))
 
-    def _write_row(self, engine: Engine) -> None:
+    def _write(self, engine: Engine) -> None:
         metrics = self.validator.state.metrics if self.validator is not None and self.validator.state else {}
         row = {
             "epoch": engine.state.epoch,
-            "train_loss": sum(self._losses) / max(len(self._losses), 1),
+            "train_loss": sum(self._rows) / max(len(self._rows), 1),
             "val_loss": metrics.get(self.loss_metric, ""),
             "val_auc": metrics.get(self.auc_metric, ""),
         }
@@ -52,7 +65,7 @@ class LossHistory:
             writer.writerow(row)
 
 
-class PredictionWriter:
+class PredictionWriter(_EpochCollector):
     """Writes ``case_id, label, prob_malignant`` for every case an evaluator sees to ``filename``.
 
     Case ids come from the (decollated) input batch; ``label_index`` (0/1) and ``pred_prob``
@@ -62,13 +75,8 @@ class PredictionWriter:
     FIELDS = ("case_id", "label", "prob_malignant")
 
     def __init__(self, filename: str) -> None:
+        super().__init__()
         self.path = Path(filename)
-        self._rows: list[dict] = []
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._rows.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
 
     def _collect(self, engine: Engine) -> None:
         for case, item in zip(engine.state.batch, engine.state.output):
