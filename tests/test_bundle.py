@@ -150,3 +150,16 @@ def test_missing_checkpoint_and_bad_manifest_fail_before_any_work(dataset, tmp_p
                          cwd=tmp_path)
     assert result.returncode != 0
     assert "manifest.csv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_process_ddp_training_with_gloo(dataset, tmp_path):
+    """multi_gpu_train.json on CPU: torchrun, 2 processes, gloo backend, one short epoch."""
+    files = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    command = ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2", "-m", "monai.bundle",
+               "run", "training", "--config_file", files, *_overrides(dataset, tmp_path, modality="us")]
+    result = subprocess.run([sys.executable, *command], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "models" / "us" / "model.pt", weights_only=True)
+    assert not any(key.startswith("module.") for key in state)  # saved unwrapped, loadable without DDP
+    assert len(list(csv.DictReader(open(tmp_path / "runs" / "us" / "loss_history.csv")))) == 1  # rank 0 only
