@@ -1,5 +1,7 @@
 """The ``breastfusion`` command line: one sub-command per module in ``BreastFusionLib.commands``.
 
+Sub-commands: ``validate`` (check a cohort manifest).
+
 Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``.
 Errors a user can fix (bad files, values, manifests) are raised as ``UserInputError`` and
 printed as one clear message, never as a traceback.
@@ -13,7 +15,7 @@ import sys
 
 from BreastFusionLib.errors import UserInputError
 
-COMMANDS = ("validate", "locate", "predict")
+COMMANDS = ("validate",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,12 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="breastfusion", description="BreastFusion (research use only).")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"BreastFusionLib.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"BreastFusionLib.commands.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"BreastFusionLib.commands.{name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(sub)
         sub.set_defaults(handler=module.run)
@@ -34,13 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one sub-command; user errors print ``error: ...`` and return exit code 2."""
+    """Run one sub-command; user errors print ``error: ...`` and return exit code 1."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

@@ -49,3 +49,15 @@ def test_missing_columns_and_missing_file(folder):
         load_manifest(folder / "m.csv")
     with pytest.raises(UserInputError, match="manifest not found"):
         load_manifest(folder / "absent.csv")
+
+
+def test_validate_command_summarises_or_lists_problems(folder, capsys):
+    from BreastFusionLib.cli import main
+
+    (folder / "m.csv").write_text(HEADER + "c1,p1,malignant,us.png,,,,train,\nc2,p2,benign,us.png,,,,,\n")
+    assert main(["validate", str(folder / "m.csv")]) == 0
+    assert "OK: 2 cases (1 benign, 1 malignant), US: 2, CT: 0" in capsys.readouterr().out
+    (folder / "bad.csv").write_text(HEADER + "c1,p1,maybe,us.png,,,,,\n")
+    assert main(["validate", str(folder / "bad.csv")]) == 1
+    error = capsys.readouterr().err
+    assert "line 2, column label = 'maybe'" in error and "Traceback" not in error
