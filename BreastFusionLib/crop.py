@@ -2,9 +2,9 @@
 
 A crop is a square in millimetres (in pixels when the spacing is unknown) centred on the lesion,
 either with a fixed lesion-to-crop ratio (``lesion_fraction``: the lesion's longer side divided by
-the crop side; the same value for US and CT keeps the two modalities comparable) or as large as
-the image allows. It is shifted to stay inside the image and padded only where the image is
-smaller than the crop. Crops are resampled to ``out_size`` x ``out_size`` (300 in the paper).
+the crop side; the same value for US and CT keeps the two modalities comparable), capped at the
+largest square the image holds, or as large as the image allows. It is shifted to stay inside the
+image and padded only where the image is too small for the lesion and its margin. Crops are resampled to ``out_size`` x ``out_size`` (300 in the paper).
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ class CropBox:
         return crop_rows, crop_cols
 
 
+@dataclass
+class LesionCrop:
+    """A square lesion crop in [0, 1], where it came from in its source image, and notes for reports."""
+
+    pixels: np.ndarray
+    box: CropBox
+    slice_index: int | None = None
+    overlay_pixels: int = 0
+
+
 def _place(center: float, side: float, length: int) -> float:
     """Shift a 1D window of ``side`` pixels centred at ``center`` to lie within [-0.5, length-0.5]."""
     low, high = -0.5, length - 0.5
@@ -58,9 +68,10 @@ def square_crop_box(
 ) -> CropBox:
     """The square crop around ``lesion_box`` = (row0, col0, row1, col1) in pixels (inclusive-exclusive).
 
-    ``lesion_fraction`` fixes the lesion-to-crop side ratio; ``None`` takes the largest square that
+    ``lesion_fraction`` fixes the lesion-to-crop side ratio, as far as the image allows (a lesion
+    too large for it gets the largest square that fits); ``None`` takes the largest square that
     fits in the image. Either way the crop keeps at least ``margin`` (a fraction of the lesion
-    size) free on every side of the lesion.
+    size) free on every side of the lesion, and is padded only when the image is too small for that.
     """
     row0, col0, row1, col1 = (float(v) for v in lesion_box)
     rows, cols = int(image_shape[0]), int(image_shape[1])
@@ -73,10 +84,9 @@ def square_crop_box(
     spacing_row, spacing_col = (float(s) for s in pixel_spacing)
     lesion_mm = max((row1 - row0) * spacing_row, (col1 - col0) * spacing_col)
     minimum_mm = lesion_mm * (1.0 + 2.0 * margin)
-    if lesion_fraction is None:
-        side_mm = max(min(rows * spacing_row, cols * spacing_col), minimum_mm)
-    else:
-        side_mm = max(lesion_mm / lesion_fraction, minimum_mm)
+    image_mm = min(rows * spacing_row, cols * spacing_col)
+    wanted_mm = image_mm if lesion_fraction is None else min(lesion_mm / lesion_fraction, image_mm)
+    side_mm = max(wanted_mm, minimum_mm)
     side_rows, side_cols = side_mm / spacing_row, side_mm / spacing_col
     center_row = _place((row0 + row1) / 2.0 - 0.5, side_rows, rows)
     center_col = _place((col0 + col1) / 2.0 - 0.5, side_cols, cols)

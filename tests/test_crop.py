@@ -74,3 +74,10 @@ def test_bad_boxes_are_rejected_with_the_values(box, message):
 def test_empty_mask_is_rejected():
     with pytest.raises(ValueError, match="empty"):
         lesion_box_from_mask(np.zeros((4, 4), bool))
+
+
+def test_fixed_fraction_is_capped_by_the_image_so_large_lesions_are_not_padded():
+    box = square_crop_box((20, 20, 80, 80), (100, 100), lesion_fraction=0.5)
+    assert box.side_rows == box.side_cols == 100  # 2 x 60 px would not fit: the whole image, no padding
+    tight = square_crop_box((5, 5, 95, 95), (100, 100), lesion_fraction=0.5)
+    assert tight.side_rows == pytest.approx(90 * 1.3)  # only the lesion plus its margin forces padding
