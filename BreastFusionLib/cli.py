@@ -1,6 +1,7 @@
 """The ``breastfusion`` command line: one sub-command per module in ``BreastFusionLib.commands``.
 
-Sub-commands: ``validate`` (check a cohort manifest).
+Sub-commands: ``validate`` (check a cohort manifest), ``split`` (patient-level splits or folds),
+``locate`` (nipples and a mass on chest CT from its clock position and distance, or the clock position of a point).
 
 Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``.
 Errors a user can fix (bad files, values, manifests) are raised as ``UserInputError`` and
@@ -15,7 +16,7 @@ import sys
 
 from BreastFusionLib.errors import UserInputError
 
-COMMANDS = ("validate",)
+COMMANDS = ("validate", "split", "locate")
 
 
 def build_parser() -> argparse.ArgumentParser:

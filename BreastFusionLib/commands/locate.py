@@ -1,0 +1,210 @@
+"""``breastfusion locate``: a breast mass on chest CT from its reported clock position, or the clock position of a point.
+
+Clock mode (``--side --clock --distance --out``): finds both nipples, proposes the mass centre in the
+reported sector and writes ``ct_crop.png``, ``overlay.png`` and ``localization.json`` (geometry only,
+no patient identifier, no file path). Point mode (``--point x,y,z``): prints the side, clock position
+and coronal distance of a RAS point. ``--nipple x,y,z`` replaces the automatic nipple of the breast
+in question. Coordinates are RAS millimetres as in 3D Slicer (DICOM LPS: negate x and y).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from BreastFusionLib.ct.crop import ct_axial_crop
+from BreastFusionLib.ct.io import load_ct
+from BreastFusionLib.ct.volume import CTVolume
+from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.localization.clock import ClockPosition, clock_from_point
+from BreastFusionLib.localization.nipples import NippleResult, candidate_region, find_nipples, propose_mass
+from BreastFusionLib.localization.overlay import write_localization_overlay
+from BreastFusionLib.localization.parsing import parse_clock, parse_distance_mm, parse_side
+
+HELP = "find the nipples and a mass on chest CT from its clock position and distance, or the clock position of a point"
+LOW_SCORE = 0.3
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_POINT = re.compile(rf"^\s*\(?\s*({_NUMBER})\s*[,;\s]\s*({_NUMBER})\s*[,;\s]\s*({_NUMBER})\s*\)?\s*$")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    # Let values such as "-47,243,-590" or "-5mm" through as values (Python < 3.13 takes them for options).
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")
+    parser.add_argument("--ct", required=True, help="chest CT: DICOM folder, one DICOM file of the series, or .nii/.nii.gz/.nrrd/.mha")
+    parser.add_argument("--series-uid", help="CT series to use when the DICOM folder holds several")
+    parser.add_argument("--side", help="breast side: left/right (L/R)")
+    parser.add_argument("--clock", help="clock position: '2', '2:30', '230', \"2 o'clock\" (12 superior, 3 toward the patient's left)")
+    parser.add_argument("--distance", help="distance from the nipple in the coronal plane: '30', '30mm', '3cm' (a bare number is mm)")
+    parser.add_argument("--point", help="point mode: a RAS point 'x,y,z' in mm (as in 3D Slicer)")
+    parser.add_argument("--nipple", help="nipple of the breast in question, RAS 'x,y,z' mm, instead of the automatic one")
+    parser.add_argument("--diameter", default="20", help="lesion diameter for the CT crop, mm (default 20)")
+    parser.add_argument("--out", help="output folder (clock mode): ct_crop.png, overlay.png, localization.json")
+
+
+def parse_point(text: str, what: str) -> np.ndarray:
+    """'x,y,z' (mm, RAS) -> array; a clear error otherwise."""
+    match = _POINT.match(str(text))
+    if match is None:
+        raise UserInputError(f"{what} {text!r} is not valid: use three numbers in mm, RAS as in 3D Slicer, e.g. '-47.2,243.6,-590.3'")
+    return np.array([float(v) for v in match.groups()])
+
+
+def format_clock(hour: float) -> str:
+    """Clock hour in (0, 12] as 'h:mm' (2.5 -> '2:30', 0.25 -> '12:15')."""
+    total = int(round(hour * 60.0)) % 720
+    hours, minutes = divmod(total, 60)
+    return f"{hours or 12}:{minutes:02d}"
+
+
+def _fmt(values, digits: int = 1) -> str:
+    return "(" + ", ".join(f"{v:.{digits}f}" for v in np.asarray(values, float)) + ")"
+
+
+def _check_inside(volume: CTVolume, point: np.ndarray, what: str) -> np.ndarray:
+    ijk = volume.ras_to_ijk(point)
+    if not volume.contains_ijk(ijk):
+        ni, nj, nk = volume.shape_ijk
+        low = volume.ijk_to_ras_points(np.array([-0.5, -0.5, -0.5]))
+        high = volume.ijk_to_ras_points(np.array([ni - 0.5, nj - 0.5, nk - 0.5]))
+        extent = ", ".join(f"{name} {min(a, b):.1f}..{max(a, b):.1f}" for name, a, b in zip("xyz", low, high))
+        raise UserInputError(f"{what} {_fmt(point)} mm (RAS) lies outside the CT volume (voxel {_fmt(ijk, 0)} of {ni}x{nj}x{nk}; "
+                             f"the volume spans {extent} mm). Coordinates are RAS as in 3D Slicer: for DICOM (LPS) negate x and y.")
+    return ijk
+
+
+def _nipples(volume: CTVolume, manual: np.ndarray | None, manual_side: str | None) -> dict[str, NippleResult]:
+    found = find_nipples(volume)
+    if manual is not None:
+        ijk = _check_inside(volume, manual, f"--nipple {manual_side}")
+        found[manual_side] = NippleResult(manual_side, True, manual, ijk, 1.0, f"{manual_side} nipple given by hand (--nipple)")
+    return found
+
+
+def _print_nipples(nipples: dict[str, NippleResult]) -> None:
+    for side in ("right", "left"):
+        result = nipples[side]
+        if result.found:
+            print(f"{side} nipple: RAS {_fmt(result.point_ras)} mm, voxel ijk {_fmt(result.ijk)}, confidence {result.confidence:.2f}: {result.message}")
+        else:
+            print(f"{side} nipple: not found: {result.message}")
+
+
+def _require_nipple(nipples: dict[str, NippleResult], side: str) -> np.ndarray:
+    result = nipples[side]
+    if not result.found:
+        raise UserInputError(f"{result.message}. Give the {side} nipple by hand with --nipple x,y,z (RAS mm, as in 3D Slicer)")
+    return np.asarray(result.point_ras, dtype=float)
+
+
+def _nipple_json(result: NippleResult) -> dict:
+    return {
+        "found": bool(result.found),
+        "point_ras_mm": None if result.point_ras is None else [round(float(v), 2) for v in result.point_ras],
+        "ijk": None if result.ijk is None else [round(float(v), 2) for v in result.ijk],
+        "confidence": float(result.confidence),
+        "message": result.message,
+    }
+
+
+def _clock_json(position: ClockPosition) -> dict:
+    return {"side": position.side, "clock_hour": round(position.hour, 3), "clock": format_clock(position.hour),
+            "distance_mm": round(position.distance_mm, 1)}
+
+
+def _diameter(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserInputError(f"--diameter {text!r} is not a number of mm") from None
+    if not (math.isfinite(value) and 0 < value <= 150):
+        raise UserInputError(f"--diameter {text!r} must be a lesion diameter in mm, above 0 and at most 150")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Clock mode or point mode (see the module docstring)."""
+    clock_given = [name for name in ("clock", "distance") if getattr(args, name) is not None]
+    if args.point is not None and clock_given:
+        raise UserInputError("give either --point x,y,z (point mode) or --side/--clock/--distance (clock mode), not both")
+    if args.point is None and (len(clock_given) < 2 or args.side is None):
+        raise UserInputError("clock mode needs --side, --clock and --distance (e.g. --side left --clock 2 --distance 30mm); "
+                             "point mode needs --point x,y,z")
+    side = parse_side(args.side) if args.side is not None else None
+    diameter = _diameter(args.diameter)
+    manual = parse_point(args.nipple, "--nipple") if args.nipple is not None else None
+    if args.point is not None:
+        return _run_point(args, side, manual)
+    position = ClockPosition(side, parse_clock(args.clock), parse_distance_mm(args.distance))
+    if args.out is None:
+        raise UserInputError("clock mode needs --out DIR for ct_crop.png, overlay.png and localization.json")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} is a file, not a folder")
+
+    volume = load_ct(args.ct, args.series_uid)
+    nipples = _nipples(volume, manual, side)
+    _print_nipples(nipples)
+    nipple = _require_nipple(nipples, side)
+    print(f"reported: {side} breast, {format_clock(position.hour)}, {position.distance_mm:g} mm from the nipple")
+    proposal = propose_mass(volume, nipple, position)
+    seen = clock_from_point(nipple, proposal.point_ras, side)
+    depth = float(nipple[1] - proposal.point_ras[1])
+    print(f"proposed mass: RAS {_fmt(proposal.point_ras)} mm, voxel ijk {_fmt(proposal.ijk)}, score {proposal.score:.2f}")
+    print(f"  recomputed: {side} breast, {format_clock(seen.hour)}, {seen.distance_mm:.1f} mm from the nipple, {depth:.1f} mm posterior to it")
+    print(f"  {proposal.message}")
+    if proposal.score < LOW_SCORE:
+        print(f"  warning: low score ({proposal.score:.2f} < {LOW_SCORE}): no convincing mass in the sector; check overlay.png")
+
+    out.mkdir(parents=True, exist_ok=True)
+    crop = ct_axial_crop(volume, proposal.point_ras, lesion_diameter_mm=diameter)
+    Image.fromarray(np.round(crop.pixels * 255.0).astype(np.uint8)).save(out / "ct_crop.png")
+    region = candidate_region(volume, nipple, position)
+    write_localization_overlay(volume, out / "overlay.png", nipples, proposal.point_ras, region, crop.box, crop.slice_index)
+    record = {
+        "coordinates": "RAS mm (x = patient right, y = anterior, z = superior); ijk = voxel index (i, j, k) of the loaded volume",
+        "volume": {"shape_ijk": list(volume.shape_ijk), "spacing_mm": [round(float(v), 4) for v in volume.spacing],
+                   "ijk_to_ras": np.round(volume.ijk_to_ras, 4).tolist()},
+        "nipples": {s: {**_nipple_json(r), "source": "manual" if manual is not None and s == side else "automatic"}
+                    for s, r in nipples.items()},
+        "reported": _clock_json(position),
+        "proposal": {"point_ras_mm": [round(float(v), 2) for v in proposal.point_ras],
+                     "ijk": [round(float(v), 2) for v in proposal.ijk], "score": float(proposal.score),
+                     "message": proposal.message, "recomputed": _clock_json(seen), "depth_mm": round(depth, 1)},
+        "crop": {"file": "ct_crop.png", "slice_index_k": crop.slice_index, "lesion_diameter_mm": diameter,
+                 "box_rows_cols": {"center_row": crop.box.center_row, "center_col": crop.box.center_col,
+                                   "side_rows": crop.box.side_rows, "side_cols": crop.box.side_cols}},
+    }
+    (out / "localization.json").write_text(json.dumps(record, indent=2))
+    print(f"wrote {out / 'ct_crop.png'}, {out / 'overlay.png'}, {out / 'localization.json'}")
+    return 0
+
+
+def _run_point(args: argparse.Namespace, side: str | None, manual: np.ndarray | None) -> int:
+    point = parse_point(args.point, "--point")
+    volume = load_ct(args.ct, args.series_uid)
+    ijk = _check_inside(volume, point, "--point")
+    if manual is not None and side is None:
+        side = "right" if manual[0] >= 0 else "left"
+    nipples = _nipples(volume, manual, side)
+    _print_nipples(nipples)
+    if side is None:
+        if all(r.found for r in nipples.values()):
+            side = min(nipples, key=lambda s: float(np.linalg.norm(nipples[s].point_ras - point)))
+            how = "nearer nipple"
+        else:  # with a nipple missing, the nearer one could be the other breast's
+            side = "right" if point[0] >= 0 else "left"  # +x = patient right
+            how = "sign of x, +x = patient right; give --side to choose"
+        print(f"side chosen by the {how}: {side}")
+    nipple = _require_nipple(nipples, side)
+    seen = clock_from_point(nipple, point, side)
+    print(f"point: RAS {_fmt(point)} mm, voxel ijk {_fmt(ijk)}")
+    print(f"side: {side}")
+    print(f"clock: {format_clock(seen.hour)}")
+    print(f"distance: {seen.distance_mm:.1f} mm from the {side} nipple (coronal plane); {nipple[1] - point[1]:.1f} mm posterior to it")
+    return 0
