@@ -40,6 +40,7 @@ def _write_crops_manifest(folder: Path, cases: int = 16) -> Path:
             "case_id": f"c{index}", "patient_id": f"p{index}", "label": "malignant" if label else "benign",
             "us_image": f"crops/c{index}_us.png", "ct_image": f"crops/c{index}_ct.png",
             "split": ("train", "train", "val", "test")[(index // 2) % 4],  # each split gets benign/malignant pairs
+            "prepared": "crops",
         })
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="") as handle:
