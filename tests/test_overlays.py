@@ -1,0 +1,139 @@
+"""Burned-in overlay detection and removal (BreastFusionLib.us.overlays)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from BreastFusionLib.us.overlays import find_overlays, remove_overlays
+
+BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
+
+
+def speckle(shape: tuple[int, int] = (256, 320), seed: int = 0) -> np.ndarray:
+    """Ultrasound-like speckle: smoothed Rayleigh noise with a few brighter tissue bands, in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.rayleigh(1.0, shape), sigma=(0.8, 1.6))
+    rows = np.arange(shape[0])[:, None]
+    bands = 1.0 + 0.4 * np.sin(rows / 13.0) ** 2
+    image = noise * bands
+    image = image / np.percentile(image, 99.5) * 0.75
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def draw_marks(image: np.ndarray) -> np.ndarray:
+    """Draw near-white text-like strokes, ``+`` calipers and a dotted line in place; returns their mask."""
+    marks = np.zeros(image.shape, bool)
+    # Text-like block letters, 2 px strokes, 10 px tall: "E", "L", "T", "H".
+    top, left = 200, 30
+    letters = [
+        [(0, 0, 10, 2), (0, 0, 2, 7), (4, 0, 2, 6), (8, 0, 2, 7)],  # E
+        [(0, 0, 10, 2), (8, 0, 2, 7)],  # L
+        [(0, 0, 2, 8), (0, 3, 10, 2)],  # T
+        [(0, 0, 10, 2), (0, 6, 10, 2), (4, 0, 2, 8)],  # H
+    ]
+    for number, strokes in enumerate(letters):
+        for row, col, height, width in strokes:
+            r0, c0 = top + row, left + number * 11 + col
+            marks[r0 : r0 + height, c0 : c0 + width] = True
+    # Two "+" calipers (9 px arms, 1 px wide) joined by a dotted line.
+    for row, col in ((60, 100), (90, 200)):
+        marks[row - 4 : row + 5, col] = True
+        marks[row, col - 4 : col + 5] = True
+    for step in range(1, 16):
+        col = 100 + step * 6
+        row = int(round(60 + (col - 100) * 30 / 100))
+        marks[row, col : col + 2] = True
+    image[marks] = 0.95
+    return marks
+
+
+@pytest.mark.parametrize("gain", [1.0, 1.33])  # 1.33: the brightest 0.5% of the speckle saturates
+def test_speckle_alone_is_not_flagged(gain: float) -> None:
+    for seed in range(3):
+        image = np.clip(speckle(seed=seed) * gain, 0.0, 1.0)
+        assert find_overlays(image).mean() < 0.005
+
+
+def test_grey_marks_are_found_and_removed() -> None:
+    image = speckle(seed=1)
+    marks = draw_marks(image)
+    cleaned, mask = remove_overlays(image)
+    assert mask.shape == image.shape and mask.dtype == bool
+    assert cleaned.shape == image.shape and cleaned.dtype == np.float32
+    assert 0.0 <= cleaned.min() and cleaned.max() <= 1.0
+    recall = (mask & marks).sum() / marks.sum()
+    assert recall >= 0.9, recall
+    # Nothing near-white is left where the marks were, and the rest of the image is untouched.
+    assert cleaned[marks].max() < 0.85
+    np.testing.assert_allclose(cleaned[~mask], image[~mask], atol=1e-6)
+    # Few flagged pixels away from the marks.
+    far = ~ndimage.binary_dilation(marks, iterations=4)
+    assert (mask & far).sum() < 0.005 * far.sum()
+
+
+def test_rgb_input_with_colour_box() -> None:
+    grey = speckle(seed=2)
+    marks = draw_marks(grey)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    colour = np.zeros(grey.shape, bool)
+    colour[30:140, 40:42] = colour[30:140, 240:242] = True  # Doppler ROI box outline (olive)
+    colour[30:32, 40:242] = colour[138:140, 40:242] = True
+    rgb[colour] = (0.55, 0.55, 0.35)
+    flow = np.zeros(grey.shape, bool)
+    flow[100:112, 150:166] = True  # colour flow blob (red)
+    rgb[flow] = (0.85, 0.15, 0.1)
+    rgb[150:160, 250:270] = (0.9, 0.85, 0.1)  # yellow caliper-coloured block
+    cleaned, mask = remove_overlays(rgb)
+    assert cleaned.shape == grey.shape and cleaned.dtype == np.float32
+    drawn = marks | colour | flow
+    drawn[150:160, 250:270] = True
+    assert (mask & drawn).sum() / drawn.sum() >= 0.9
+    # Colour is gone: the cleaned image is grey, and the flow blob was filled from the speckle around it.
+    assert abs(float(cleaned[flow].mean()) - float(grey[~drawn].mean())) < 0.15
+    # The grey RGB image of the same content gives the same mask as the grey image for the bright marks.
+    grey_rgb = np.repeat(grey[..., None], 3, axis=2)
+    np.testing.assert_array_equal(find_overlays(grey_rgb), find_overlays(grey))
+
+
+def test_bad_shape_raises() -> None:
+    with pytest.raises(ValueError):
+        find_overlays(np.zeros((4, 4, 4, 1), np.float32))
+
+
+def _load_busi(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    image = np.asarray(Image.open(BUSI / f"{name}.png").convert("L"), dtype=np.float32) / 255.0
+    lesion = np.asarray(Image.open(BUSI / f"{name}_mask.png").convert("L")) > 127
+    return image, lesion
+
+
+@pytest.mark.slow
+def test_busi_calipers_and_text_found_lesion_untouched() -> None:
+    if not BUSI.is_dir():
+        pytest.skip(f"BUSI not staged at {BUSI}")
+    # benign (11): four "+" calipers on the border of a small cyst, on bright tissue (checked by eye).
+    image, lesion = _load_busi("benign/benign (11)")
+    cleaned, mask = remove_overlays(image)
+    assert cleaned.shape == image.shape and cleaned.dtype == np.float32
+    calipers = [(100, 326), (101, 297), (119, 261), (134, 309)]
+    for row, col in calipers:
+        assert mask[row - 1 : row + 2, col - 1 : col + 2].any(), (row, col)
+        assert cleaned[row - 2 : row + 3, col - 2 : col + 3].max() < 0.85
+    assert mask.mean() < 0.01
+    # The calipers are drawn on the lesion border; apart from them the lesion is untouched.
+    near_calipers = np.zeros(mask.shape, bool)
+    for row, col in calipers:
+        near_calipers[row - 9 : row + 10, col - 9 : col + 10] = True
+    assert (mask & lesion & ~near_calipers).sum() < 0.05 * lesion.sum()
+
+    # benign (2): body-mark text "RIGHT BREAST" beside an oval lesion.
+    image, lesion = _load_busi("benign/benign (2)")
+    _, mask = remove_overlays(image)
+    assert mask[263:297, 0:128].sum() > 1000  # the text
+    assert (mask & lesion).sum() < 0.05 * lesion.sum()
+    assert mask.mean() < 0.03
