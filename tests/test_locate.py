@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from BreastFusionLib.cli import main
-from BreastFusionLib.commands.locate import format_clock
+from BreastFusionLib.localization.parsing import format_clock
 from BreastFusionLib.ct.volume import to_sitk
 from BreastFusionLib.synthetic.chest_ct import render_ct
 from BreastFusionLib.synthetic.latent import sample_lesions

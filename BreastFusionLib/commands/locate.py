@@ -55,13 +55,6 @@ def parse_point(text: str, what: str) -> np.ndarray:
     return np.array([float(v) for v in match.groups()])
 
 
-def format_clock(hour: float) -> str:
-    """Clock hour in (0, 12] as 'h:mm' (2.5 -> '2:30', 0.25 -> '12:15')."""
-    total = int(round(hour * 60.0)) % 720
-    hours, minutes = divmod(total, 60)
-    return f"{hours or 12}:{minutes:02d}"
-
-
 def _fmt(values, digits: int = 1) -> str:
     return "(" + ", ".join(f"{v:.{digits}f}" for v in np.asarray(values, float)) + ")"
 

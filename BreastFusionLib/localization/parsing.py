@@ -1,4 +1,4 @@
-"""Parse what a radiologist types: breast side, clock position and distance from the nipple."""
+"""Parse what a radiologist types (breast side, clock position, distance from the nipple) and format clock hours back."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def parse_clock(text: str) -> float:
         raise UserInputError(f"clock position {text!r} is not valid: use {_CLOCK_ACCEPTED}")
     value = hours + minutes / 60.0
     return value - 12.0 if value > 12.0 else value
+
+
+def format_clock(hour: float) -> str:
+    """Clock hour in (0, 12] as 'h:mm' (2.5 -> '2:30', 0.25 -> '12:15')."""
+    total = int(round(hour * 60.0)) % 720
+    hours, minutes = divmod(total, 60)
+    return f"{hours or 12}:{minutes:02d}"
 
 
 def parse_distance_mm(text: str) -> float:

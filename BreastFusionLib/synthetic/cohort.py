@@ -18,15 +18,11 @@ from PIL import Image
 from BreastFusionLib.cohort.manifest import write_manifest
 from BreastFusionLib.crop import lesion_box_from_mask
 from BreastFusionLib.ct.volume import to_sitk
+from BreastFusionLib.localization.parsing import format_clock
 from BreastFusionLib.synthetic.chest_ct import render_ct
 from BreastFusionLib.synthetic.dicom import write_ct_series
 from BreastFusionLib.synthetic.latent import LesionSpec, sample_lesions
 from BreastFusionLib.synthetic.ultrasound import render_us
-
-
-def _clock_text(hour: float) -> str:
-    whole = int(hour) or 12
-    return f"{whole}:{int(round((hour % 1) * 60)):02d}"
 
 
 def _point_text(point: np.ndarray) -> str:
@@ -53,7 +49,7 @@ def write_case(spec: LesionSpec, out: Path, dicom: bool = False) -> dict:
         "label": ("benign", "malignant")[spec.label], "label_name": ("benign", "malignant")[spec.label],
         "us_image": f"us/{spec.case_id}.png", "us_mask": f"us/{spec.case_id}_mask.png",
         "us_box": f"{col0},{row0},{col1},{row1}", "ct_image": ct_path,
-        "ct_point_ras": _point_text(ct.mass_ras), "ct_side": spec.side, "ct_clock": _clock_text(spec.clock_hour),
+        "ct_point_ras": _point_text(ct.mass_ras), "ct_side": spec.side, "ct_clock": format_clock(spec.clock_hour),
         "ct_distance_mm": f"{ct.distance_mm:.1f}", "lesion_diameter_mm": f"{spec.diameter_mm:.1f}",
         "reader_us": spec.reader_us_birads, "reader_ct": f"{spec.reader_ct_probability:.3f}",
         "truth_nipple_right_ras": _point_text(ct.nipples_ras["right"]),

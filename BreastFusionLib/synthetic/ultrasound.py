@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from BreastFusionLib.localization.parsing import format_clock
 from BreastFusionLib.synthetic.latent import LesionSpec
 
 PIXEL_MM = 0.15
@@ -106,8 +107,7 @@ def _burn_in_marks(grey: np.ndarray, mask: np.ndarray, spec: LesionSpec, rng: np
     white = (255, 255, 255) if colour else 255
     caliper = (255, 230, 0) if colour else 255
     font = ImageFont.load_default(size=int(rng.integers(13, 18)))
-    hour = f"{int(spec.clock_hour) or 12}:{'30' if spec.clock_hour % 1 else '00'}"
-    text = f"{spec.side.upper()} BREAST {hour}"
+    text = f"{spec.side.upper()} BREAST {format_clock(spec.clock_hour)}"
     draw.text((rng.integers(60, 250), 8), text, fill=white, font=font)
     draw.rectangle((4, 4, 30, 22), outline=white)
     draw.text((8, 6), "GE", fill=white, font=ImageFont.load_default(size=12))
