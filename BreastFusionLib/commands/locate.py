@@ -25,7 +25,7 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import ClockPosition, clock_from_point
 from BreastFusionLib.localization.nipples import NippleResult, candidate_region, find_nipples, propose_mass
 from BreastFusionLib.localization.overlay import write_localization_overlay
-from BreastFusionLib.localization.parsing import parse_clock, parse_distance_mm, parse_side
+from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
 
 HELP = "find the nipples and a mass on chest CT from its clock position and distance, or the clock position of a point"
 LOW_SCORE = 0.3
