@@ -79,9 +79,13 @@ def test_fusion_trains_resumes_and_evaluates(dataset, tmp_path):
     assert (ckpt_dir / "model.pt").is_file()
     assert len(list(ckpt_dir.glob("resume_*.pt"))) == 1
 
-    # a second run with more epochs resumes from the saved epoch instead of starting again
+    # a second run with more epochs resumes from the saved epoch instead of starting again,
+    # remembering the best epoch so far (a worse epoch after the resume does not replace model.pt)
+    first_best = train.evaluator.state.best_metric
     resumed = _workflow(["train.json"], "train", dataset, tmp_path, max_epochs=2)
     resumed.run()
+    assert resumed.evaluator.state.best_metric >= first_best
+    assert resumed.evaluator.state.best_metric_epoch in (1, 2)
     history = list(csv.DictReader(open(tmp_path / "runs" / "fusion" / "loss_history.csv")))
     assert [row["epoch"] for row in history] == ["1", "2"]
     assert all(float(row["val_loss"]) > 0 and 0 <= float(row["val_auc"]) <= 1 for row in history)

@@ -11,6 +11,34 @@ from BreastFusionLib.errors import UserInputError
 _EPOCH = re.compile(r"=(\d+)\.pt$")
 
 
+class BestModelState:
+    """The best-validation-AUC bookkeeping, saved with the per-epoch resume checkpoint.
+
+    Without it a resumed training forgets which epoch was best: the best-model saver starts with
+    an empty record and the first validation after the resume overwrites ``model.pt`` even when
+    an earlier epoch was better. This object gives ignite's checkpointing a ``state_dict`` for the
+    saver's record and the evaluator's best metric and epoch.
+    """
+
+    def __init__(self, saver, evaluator) -> None:
+        self.saver, self.evaluator = saver, evaluator
+
+    def state_dict(self) -> dict:
+        record = self.saver._key_metric_checkpoint  # MONAI keeps the best-model record here
+        saved = None
+        if record is not None:  # plain floats and strings, so that weights_only=True can load them
+            saved = {"_saved": [(float(priority), str(name)) for priority, name in record.state_dict()["_saved"]]}
+        return {"saved": saved,
+                "best_metric": float(self.evaluator.state.best_metric),
+                "best_metric_epoch": int(self.evaluator.state.best_metric_epoch)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("saved") is not None:
+            self.saver.load_state_dict(state["saved"])
+        self.evaluator.state.best_metric = state["best_metric"]
+        self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
+
+
 def latest_resume_checkpoint(ckpt_dir: str) -> str:
     """Path of the newest ``resume_*.pt`` written by the trainer's per-epoch CheckpointSaver, or ``""``."""
     candidates = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob("resume_*.pt") if (m := _EPOCH.search(p.name))]
