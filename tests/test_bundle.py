@@ -168,3 +168,16 @@ def test_two_process_ddp_training_with_gloo(dataset, tmp_path):
     state = torch.load(tmp_path / "models" / "us" / "model.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in state)  # saved unwrapped, loadable without DDP
     assert len(list(csv.DictReader(open(tmp_path / "runs" / "us" / "loss_history.csv")))) == 1  # rank 0 only
+
+
+def test_mlflow_tracking_logs_metrics(dataset, tmp_path):
+    pytest.importorskip("mlflow")
+    import sqlite3
+
+    database = tmp_path / "mlruns.db"
+    train = _workflow(["train.json"], "train", dataset, tmp_path, max_epochs=1, modality="us",
+                      tracking="mlflow", tracking_uri=f"sqlite:///{database}")
+    train.run()
+    train.finalize()
+    keys = {key for (key,) in sqlite3.connect(database).execute("select key from metrics")}
+    assert {"train_loss", "val_auc", "val_loss"} <= keys
