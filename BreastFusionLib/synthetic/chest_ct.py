@@ -88,7 +88,7 @@ def render_ct(spec: LesionSpec, rng: np.random.Generator) -> SyntheticCT:
     field /= field.std()
     glandular = breast_tissue & (field > np.quantile(field, 1 - density)) & (yy < anterior[:, None, :] - 6)
     hu[glandular] = 10.0
-    _draw_torso(hu, xx[:, None, :], yy, body)
+    _draw_torso(hu, x, y)
     side = spec.side
     position = ClockPosition(side, spec.clock_hour, 0.0)
     nipple_x, nipple_z, radius, height = breasts[side]
@@ -114,36 +114,38 @@ def _ellipse(xx, yy, cx, cy, a, b):
     return ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
 
 
-def _draw_torso(hu, xx, yy, body):
-    """Muscle, ribs, lungs, heart and spine inside the torso ellipse (same on every slice)."""
-    muscle = _ellipse(xx, yy, 0, TORSO_CENTER_Y, TORSO_A - 12, TORSO_B - 14)
-    hu[np.broadcast_to(muscle, hu.shape)] = 50.0
-    angles = np.linspace(0, 2 * np.pi, 22, endpoint=False)
-    for angle in angles:
-        rib_x, rib_y = (TORSO_A - 24) * np.cos(angle), TORSO_CENTER_Y + (TORSO_B - 24) * np.sin(angle)
-        hu[np.broadcast_to(_ellipse(xx, yy, rib_x, rib_y, 6, 5), hu.shape)] = 700.0
-    for cx in (-62.0, 62.0):
-        hu[np.broadcast_to(_ellipse(xx, yy, cx, TORSO_CENTER_Y - 5, 52, 62), hu.shape)] = -850.0
-    hu[np.broadcast_to(_ellipse(xx, yy, -15, TORSO_CENTER_Y + 20, 40, 38), hu.shape)] = 40.0
-    hu[np.broadcast_to(_ellipse(xx, yy, 0, TORSO_CENTER_Y - 70, 16, 16), hu.shape)] = 500.0
+def _draw_torso(hu, x, y):
+    """Muscle, ribs, lungs, heart and spine inside the torso ellipse (the same on every slice)."""
+    xx, yy = x[None, :], y[:, None]  # (j, i) grid of one axial slice
+    shapes = [(0, TORSO_CENTER_Y, TORSO_A - 12, TORSO_B - 14, 50.0)]
+    for angle in np.linspace(0, 2 * np.pi, 22, endpoint=False):
+        shapes.append(((TORSO_A - 24) * np.cos(angle), TORSO_CENTER_Y + (TORSO_B - 24) * np.sin(angle), 6, 5, 700.0))
+    shapes += [(cx, TORSO_CENTER_Y - 5, 52, 62, -850.0) for cx in (-62.0, 62.0)]
+    shapes += [(-15, TORSO_CENTER_Y + 20, 40, 38, 40.0), (0, TORSO_CENTER_Y - 70, 16, 16, 500.0)]
+    for cx, cy, a, b, value in shapes:
+        hu[:, _ellipse(xx, yy, cx, cy, a, b)] = value
 
 
 def _draw_mass(hu, x, y, z, center, radius, t, rng):
     """An irregular, possibly spiculated mass; density and irregularity grow with ``t``."""
-    zz, yy, xx = np.meshgrid(z - center[2], y - center[1], x - center[0], indexing="ij")
-    near = (np.abs(zz) < 3 * radius) & (np.abs(yy) < 3 * radius) & (np.abs(xx) < 3 * radius)
+    reach = 3 * radius
+    box = [np.flatnonzero(np.abs(axis - c) < reach) for axis, c in ((z, center[2]), (y, center[1]), (x, center[0]))]
+    if any(index.size == 0 for index in box):
+        return
+    window = tuple(slice(index[0], index[-1] + 1) for index in box)
+    zz, yy, xx = np.meshgrid(z[window[0]] - center[2], y[window[1]] - center[1], x[window[2]] - center[0], indexing="ij")
     distance = np.sqrt(xx**2 + yy**2 + zz**2)
-    bumps = ndimage.gaussian_filter(rng.standard_normal(hu.shape).astype(np.float32), (0.8, 2.0, 2.0))
+    bumps = ndimage.gaussian_filter(rng.standard_normal(distance.shape).astype(np.float32), (0.8, 2.0, 2.0))
     bumps /= bumps.std()
-    inside = near & (distance / radius + (0.02 + 0.3 * t) * bumps < 1.0)
+    inside = distance / radius + (0.02 + 0.3 * t) * bumps < 1.0
     for _ in range(int(round(t * rng.uniform(6, 12)))):
         direction = rng.normal(size=3)
         direction[2] *= 0.3
         direction /= np.linalg.norm(direction)
         along = xx * direction[0] + yy * direction[1] + zz * direction[2]
         across = np.sqrt(np.maximum(distance**2 - along**2, 0))
-        inside |= near & (along > 0) & (along < radius * rng.uniform(1.5, 2.3)) & (across < 1.2)
-    hu[inside] = 15.0 + 60.0 * t + rng.normal(0, 4)
+        inside |= (along > 0) & (along < radius * rng.uniform(1.5, 2.3)) & (across < 1.2)
+    hu[window][inside] = 15.0 + 60.0 * t + rng.normal(0, 4)
 
 
 def _draw_skin(hu, body):

@@ -43,7 +43,7 @@ def write_case(spec: LesionSpec, out: Path, dicom: bool = False) -> dict:
     else:
         ct_path = f"ct/{spec.case_id}.nii.gz"
         (out / "ct").mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(to_sitk(ct.volume), str(out / ct_path), useCompression=True)
+        sitk.WriteImage(to_sitk(ct.volume), str(out / ct_path), useCompression=True, compressionLevel=1)
     return {
         "case_id": spec.case_id, "patient_id": f"pat{spec.case_id[3:]}",
         "label": ("benign", "malignant")[spec.label], "label_name": ("benign", "malignant")[spec.label],
