@@ -91,6 +91,9 @@ def test_locations_readers_conflicts_and_unreadable_files(folder):
 
 def test_clock_location_is_parsed(folder):
     header = "case_id,patient_id,label,ct_image,ct_side,ct_clock,ct_distance_mm,reader_us\n"
-    (folder / "m.csv").write_text(header + "c1,p1,benign,us.png,L,2 o'clock,3.5 cm,4b\n")
-    case = load_manifest(folder / "m.csv")[0]
-    assert (case["ct_side"], case["ct_clock"], case["ct_distance_mm"]) == ("left", 2.0, 35.0)
+    (folder / "m.csv").write_text(header + "c1,p1,benign,us.png,L,2 o'clock,3.5 cm,4b\nc2,p2,benign,us.png,R,12:30,5,3\n")
+    cases = load_manifest(folder / "m.csv")
+    assert (cases[0]["ct_side"], cases[0]["ct_clock"], cases[0]["ct_distance_mm"]) == ("left", 2.0, 35.0)
+    assert cases[1]["ct_clock"] == 0.5
+    write_manifest(cases, folder / "again.csv")
+    assert "12:30" in (folder / "again.csv").read_text() and load_manifest(folder / "again.csv") == cases

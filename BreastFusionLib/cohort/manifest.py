@@ -20,7 +20,7 @@ from pathlib import Path
 from BreastFusionLib.cohort.file_checks import ct_problem, image_problem
 from BreastFusionLib.cohort.readers import is_birads_column, parse_reader_score, reader_columns
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.localization.parsing import parse_clock, parse_distance_mm, parse_side
+from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
 
 REQUIRED = ("case_id", "patient_id", "label")
 LABELS = {"benign": 0, "malignant": 1}
@@ -181,6 +181,8 @@ def write_manifest(rows: list[dict], path: str | Path) -> Path:
         writer.writeheader()
         for row in rows:
             out = {key: _text(row.get(key)) for key in columns}
+            if isinstance(row.get("ct_clock"), float):
+                out["ct_clock"] = format_clock(row["ct_clock"])
             if "label_name" in row:
                 out["label"] = row["label_name"]
             writer.writerow(out)
