@@ -1,0 +1,412 @@
+"""The 3D Slicer module checked without Slicer (Slicer cannot be installed on the build machines).
+
+- every ``self.ui.<name>`` the module uses exists in ``BreastFusion.ui`` with the class its name promises;
+- every parameter-node field is bound in the .ui (``SlicerParameterName``) to a widget that can show it;
+- every BreastFusionLib file the module and its worker import (transitively) is packaged by CMake;
+- the module and the worker parse as Python 3.9 (Slicer 5.8) and 3.12 (Slicer 5.10+);
+- the background worker runs with plain Python on a synthetic case up to the predict call, and
+  writes the files the module reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "BreastFusion"
+MODULE_PY = MODULE_DIR / "BreastFusion.py"
+WORKER_PY = MODULE_DIR / "Resources" / "inference_worker.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "BreastFusion.ui"
+MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
+TOP_CMAKE = ROOT / "CMakeLists.txt"
+
+# Widget class promised by the end of a widget's name (longest suffix first).
+SUFFIX_CLASSES = [
+    ("PathLineEdit", "ctkPathLineEdit"), ("CollapsibleButton", "ctkCollapsibleButton"),
+    ("PlaceWidget", "qSlicerMarkupsPlaceWidget"), ("TableWidget", "QTableWidget"), ("TextEdit", "QPlainTextEdit"),
+    ("ProgressBar", "QProgressBar"), ("ComboBox", "QComboBox"), ("CheckBox", "QCheckBox"), ("SpinBox", "QDoubleSpinBox"),
+    ("LineEdit", "QLineEdit"), ("Selector", "qMRMLNodeComboBox"), ("Button", "QPushButton"), ("Label", "QLabel"),
+]
+
+
+def _ui_widgets() -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ET.parse(UI_FILE).getroot().iter("widget")}
+
+
+def _parameter_name(widget: ET.Element) -> str | None:
+    for prop in widget.findall("property"):
+        if prop.get("name") == "SlicerParameterName":
+            return prop.findtext("string")
+    return None
+
+
+def _module_tree() -> ast.Module:
+    return ast.parse(MODULE_PY.read_text(), filename=str(MODULE_PY))
+
+
+def _parameter_fields() -> dict[str, str]:
+    """Field name -> annotation source of the @parameterNodeWrapper class."""
+    for node in _module_tree().body:
+        if isinstance(node, ast.ClassDef) and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list):
+            return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in BreastFusion.py")
+
+
+def _load_worker():
+    spec = importlib.util.spec_from_file_location("breastfusion_inference_worker", WORKER_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- .ui <-> Python ------------------------------------------------------------------------------
+
+
+def test_every_ui_name_used_by_the_module_exists_with_the_expected_class():
+    widgets = _ui_widgets()
+    used = {n.attr for n in ast.walk(_module_tree()) if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Attribute) and n.value.attr == "ui"
+            and isinstance(n.value.value, ast.Name) and n.value.value.id == "self"}
+    assert len(used) > 20, used
+    for name in sorted(used):
+        assert name in widgets, f"self.ui.{name} is used in BreastFusion.py but missing from BreastFusion.ui"
+        expected = next((cls for suffix, cls in SUFFIX_CLASSES if (name[0].upper() + name[1:]).endswith(suffix)), None)
+        assert expected is not None, f"self.ui.{name}: name has no known widget suffix"
+        assert widgets[name].get("class") == expected, f"{name} is a {widgets[name].get('class')}, expected {expected}"
+
+
+def test_every_parameter_node_field_is_bound_to_a_fitting_widget():
+    fields = _parameter_fields()
+    bound: dict[str, list[ET.Element]] = {}
+    for widget in _ui_widgets().values():
+        name = _parameter_name(widget)
+        if name is not None:
+            bound.setdefault(name, []).append(widget)
+    assert set(bound) == set(fields), f"unbound fields {set(fields) - set(bound)}, unknown names {set(bound) - set(fields)}"
+    for field, annotation in fields.items():
+        assert len(bound[field]) == 1, f"{field} is bound to several widgets"
+        widget = bound[field][0]
+        cls = widget.get("class")
+        if annotation.startswith("vtkMRML"):
+            node_types = [s.text for s in widget.iter("string") if s.text and s.text.startswith("vtkMRML")]
+            assert cls == "qMRMLNodeComboBox" and annotation in node_types, (field, cls, node_types)
+        elif annotation == "bool":
+            assert cls == "QCheckBox", (field, cls)
+        elif "float" in annotation:
+            assert cls == "QDoubleSpinBox", (field, cls)  # the wrapper matches the exact class, not ctkDoubleSpinBox
+        elif "Choice" in annotation:
+            assert cls == "QComboBox", (field, cls)
+        elif annotation == "str":
+            assert cls == "QLineEdit", (field, cls)
+        elif annotation == "pathlib.Path":
+            assert cls == "ctkPathLineEdit", (field, cls)
+        else:
+            raise AssertionError(f"{field}: no widget rule for annotation {annotation}")
+
+
+def test_ui_declares_its_custom_widgets_and_scene_connections():
+    root = ET.parse(UI_FILE).getroot()
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {w.get("class") for w in root.iter("widget")}
+    qt_classes = {c for c in used if c.startswith("Q")}
+    assert used - qt_classes <= declared, used - qt_classes - declared
+    receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {w.get("name") for w in root.iter("widget") if w.get("class") in ("qMRMLNodeComboBox", "qSlicerMarkupsPlaceWidget")}
+    assert mrml <= receivers, mrml - receivers
+
+
+# --- packaging ---------------------------------------------------------------------------------------
+
+
+def _imported_lib_modules(path: Path) -> set[str]:
+    """BreastFusionLib modules imported by one file, including ``import_module(f"BreastFusionLib.pkg.{x}")``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "BreastFusionLib"}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "BreastFusionLib":
+            found.add(node.module)
+            for alias in node.names:  # "from BreastFusionLib.x import y" where y is a module
+                if (ROOT / Path(*node.module.split("."), alias.name + ".py")).is_file():
+                    found.add(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            prefix = str(node.values[0].value)
+            if prefix.startswith("BreastFusionLib.") and prefix.endswith("."):
+                package = ROOT / Path(*prefix.strip(".").split("."))
+                found |= {prefix + p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    return found
+
+
+def _module_file(name: str) -> Path:
+    base = ROOT / Path(*name.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _transitive_lib_files() -> set[str]:
+    todo = _imported_lib_modules(MODULE_PY) | _imported_lib_modules(WORKER_PY) | {"BreastFusionLib.cli"}
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo |= {".".join(parts[:i]) for i in range(1, len(parts))}  # parent packages (__init__.py)
+        todo |= _imported_lib_modules(_module_file(name))
+    return {str(_module_file(n).relative_to(ROOT)) for n in seen}
+
+
+def _cmake_packaged_lib_files() -> set[str]:
+    """Files the module CMakeLists.txt packages: its GLOB_RECURSE patterns and explicit BreastFusionLib entries."""
+    text = MODULE_CMAKE.read_text()
+    packaged = set()
+    for pattern in re.findall(r"\$\{BREASTFUSIONLIB_SOURCE_DIR\}/(BreastFusionLib/\S+)", text):
+        packaged |= {str(p.relative_to(ROOT)) for p in ROOT.glob("BreastFusionLib/**/*") if fnmatch.fnmatch(str(p.relative_to(ROOT)), pattern)}
+    packaged |= set(re.findall(r"^\s*(?:\.\./)?(BreastFusionLib/\S+\.py)\s*$", text, re.M))
+    return packaged
+
+
+def test_cmake_packages_every_breastfusionlib_file_the_module_needs():
+    needed = _transitive_lib_files()
+    assert {"BreastFusionLib/__init__.py", "BreastFusionLib/cli.py", "BreastFusionLib/localization/nipples.py",
+            "BreastFusionLib/synthetic/cohort.py", "BreastFusionLib/commands/locate.py"} <= needed
+    missing = needed - _cmake_packaged_lib_files()
+    assert not missing, f"not packaged by BreastFusion/CMakeLists.txt: {sorted(missing)}"
+
+
+def test_cmake_lists_existing_resources_and_registers_tests():
+    text = MODULE_CMAKE.read_text()
+    resources = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", text, re.S).group(1).split()
+    for resource in resources:
+        assert (MODULE_DIR / resource.replace("${MODULE_NAME}", "BreastFusion")).is_file(), resource
+    assert "Resources/inference_worker.py" in resources
+    assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+    top = TOP_CMAKE.read_text()
+    for variable in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
+        assert re.search(rf'set\(EXTENSION_{variable} "[^"]+"\)', top), variable
+    assert 'set(EXTENSION_DEPENDS "PyTorch")' in top and "add_subdirectory(BreastFusion)" in top
+
+
+# --- Python versions of Slicer -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [MODULE_PY, WORKER_PY], ids=["module", "worker"])
+@pytest.mark.parametrize("version", [(3, 9), (3, 12)], ids=["py39", "py312"])
+def test_parses_on_slicer_python_versions(path, version):
+    ast.parse(path.read_text(), filename=str(path), feature_version=version)
+
+
+def test_module_annotations_are_real_and_python39_safe():
+    """parameterNodeWrapper evaluates annotations: no postponed evaluation, no ``X | Y`` at runtime."""
+    tree = _module_tree()
+    assert not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body)
+    for node in ast.walk(tree):
+        annotations = []
+        if isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            annotations += [a.annotation for a in node.args.args + node.args.kwonlyargs if a.annotation is not None]
+            annotations += [node.returns] if node.returns is not None else []
+        for annotation in annotations:
+            assert not any(isinstance(n, ast.BinOp) for n in ast.walk(annotation)), ast.unparse(annotation)
+            assert not any(isinstance(n, ast.Subscript) and getattr(n.value, "id", "") in ("list", "dict", "tuple")
+                           for n in ast.walk(annotation)), ast.unparse(annotation)
+
+
+def test_breastfusionlib_files_the_module_needs_parse_on_python39():
+    for relative in sorted(_transitive_lib_files()):
+        ast.parse((ROOT / relative).read_text(), filename=relative, feature_version=(3, 9))
+
+
+def test_module_never_installs_or_imports_lib_at_import_time():
+    """Dependencies are installed on first use only; BreastFusionLib is imported inside methods."""
+    tree = _module_tree()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            assert not any(n.startswith("BreastFusionLib") for n in names), ast.unparse(node)
+        if isinstance(node, ast.Expr):
+            assert "pip_install" not in ast.unparse(node) and "pip_ensure" not in ast.unparse(node)
+
+
+# --- background worker -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_case(tmp_path_factory):
+    from BreastFusionLib.synthetic.cohort import write_case
+    from BreastFusionLib.synthetic.latent import sample_lesions
+
+    folder = tmp_path_factory.mktemp("case")
+    return folder, write_case(sample_lesions(1, seed=7)[0], folder)
+
+
+def _write_module_inputs(synthetic_case, folder: Path, flip_i: bool = True) -> dict:
+    """What BreastFusionLogic.writeInferenceInputs writes, from arrays shaped like Slicer's.
+
+    The CT is stored with the i axis reversed and the matching IJKToRAS (as a volume node may hold
+    it): the worker must still hand predict the canonical volume.
+    """
+    from BreastFusionLib.ct.io import load_ct
+
+    case_dir, row = synthetic_case
+    folder.mkdir(parents=True, exist_ok=True)
+    volume = load_ct(case_dir / row["ct_image"])
+    hu, matrix = volume.hu, volume.ijk_to_ras.copy()
+    if flip_i:
+        hu = hu[:, :, ::-1]
+        matrix[:3, 3] = matrix[:3, 3] + matrix[:3, 0] * (volume.hu.shape[2] - 1)
+        matrix[:3, 0] = -matrix[:3, 0]
+    np.save(folder / "ct.npy", np.ascontiguousarray(hu))
+    np.save(folder / "us.npy", np.asarray(Image.open(case_dir / row["us_image"])))
+    spec = {"version": 1, "us": {"array": "us.npy", "box_xyxy": [float(v) for v in row["us_box"].split(",")]},
+            "ct": {"array": "ct.npy", "ijk_to_ras": matrix.tolist()},
+            "location": {"point_ras": [float(v) for v in row["ct_point_ras"].split(",")]},
+            "lesion_diameter_mm": float(row["lesion_diameter_mm"])}
+    (folder / "inputs.json").write_text(json.dumps(spec))
+    return spec
+
+
+def test_worker_dry_run_as_a_script_writes_what_the_module_reads(synthetic_case, tmp_path):
+    from BreastFusionLib.ct.io import load_ct
+    from BreastFusionLib.us.io import load_us_image
+
+    case_dir, row = synthetic_case
+    _write_module_inputs(synthetic_case, tmp_path / "input")
+    out = tmp_path / "output"
+    completed = subprocess.run(
+        [sys.executable, str(WORKER_PY), "--input", str(tmp_path / "input"), "--out", str(out), "--models", "us,ct,fusion",
+         "--cpu", "--dry-run", "--python-path", str(ROOT)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    worker = _load_worker()
+    progress = [worker.parse_progress_line(line) for line in completed.stdout.splitlines()]
+    percents = [p[0] for p in progress if p is not None]
+    assert percents == sorted(percents) and percents[-1] == 100, completed.stdout
+    assert any(p and p[1] == "device: cpu" for p in progress)
+
+    original = load_ct(case_dir / row["ct_image"])
+    given = load_ct(tmp_path / "input" / "ct.nii.gz")
+    np.testing.assert_array_equal(given.hu, original.hu)
+    np.testing.assert_allclose(given.ijk_to_ras, original.ijk_to_ras, atol=1e-4)
+    geometry = json.loads((out / "ct_geometry.json").read_text())
+    np.testing.assert_allclose(geometry["ijk_to_ras"], original.ijk_to_ras, atol=1e-4)
+    assert geometry["shape_kji"] == list(original.hu.shape)
+    np.testing.assert_array_equal(load_us_image(tmp_path / "input" / "us.png").pixels,
+                                  load_us_image(case_dir / row["us_image"]).pixels)
+
+    argv = json.loads((out / "predict_argv.json").read_text())
+    assert argv[:2] == ["predict", "--bundle"]
+    assert argv[argv.index("--models") + 1] == "us,ct,fusion"
+    assert argv[argv.index("--us") + 1] == str(tmp_path / "input" / "us.png")
+    assert argv[argv.index("--ct") + 1] == str(tmp_path / "input" / "ct.nii.gz")
+    assert f"--us-box={row['us_box']}" in argv
+    point = next(a for a in argv if a.startswith("--point="))
+    np.testing.assert_allclose([float(v) for v in point.split("=")[1].split(",")],
+                               [float(v) for v in row["ct_point_ras"].split(",")], atol=1e-3)
+    assert argv[argv.index("--lesion-diameter") + 1] == f"{float(row['lesion_diameter_mm']):g}"
+    from BreastFusionLib import cli
+
+    if "predict" in cli.COMMANDS:  # the real predict parser takes these arguments
+        parsed = cli.build_parser().parse_args(argv)
+        assert parsed.point == point.split("=")[1] and parsed.us_box == row["us_box"]
+
+
+def test_worker_calls_the_cli_and_checks_its_result(synthetic_case, tmp_path, monkeypatch):
+    """Predict mocked at the CLI entry point: the worker passes the contract's arguments and needs result.json."""
+    import BreastFusionLib.cli
+
+    worker = _load_worker()
+    _write_module_inputs(synthetic_case, tmp_path / "input", flip_i=False)
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        (out / "result.json").write_text(json.dumps({"models": {"fusion": {"probability": 0.7, "threshold": 0.5,
+                                                                           "decision": "malignant", "missing_modality": None}}}))
+        return 0
+
+    monkeypatch.setattr(BreastFusionLib.cli, "main", fake_main)
+    out = tmp_path / "output"
+    code = worker.main(["--input", str(tmp_path / "input"), "--out", str(out), "--bundle", str(tmp_path), "--models", "fusion", "--cpu"])
+    assert code == 0 and len(calls) == 1
+    assert calls[0][:5] == ["predict", "--bundle", str(tmp_path), "--models", "fusion"]
+    assert (out / "result.json").is_file() and (out / "ct_geometry.json").is_file()
+
+    monkeypatch.setattr(BreastFusionLib.cli, "main", lambda argv: 0)  # exits 0 but writes nothing
+    assert worker.main(["--input", str(tmp_path / "input"), "--out", str(tmp_path / "empty"), "--bundle", str(tmp_path)]) == 3
+
+
+def test_worker_with_the_real_predict_command(synthetic_case, tmp_path):
+    """End to end through ``breastfusion predict`` once it exists and a trained bundle is named."""
+    pytest.importorskip("BreastFusionLib.commands.predict")
+    import os
+
+    bundle = os.environ.get("BREASTFUSION_TEST_BUNDLE")
+    if not bundle:
+        pytest.skip("set BREASTFUSION_TEST_BUNDLE to a trained model folder to run predict")
+    worker = _load_worker()
+    _write_module_inputs(synthetic_case, tmp_path / "input")
+    out = tmp_path / "output"
+    assert worker.main(["--input", str(tmp_path / "input"), "--out", str(out), "--bundle", bundle, "--cpu"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    geometry = json.loads((out / "ct_geometry.json").read_text())
+    for model, modalities in result.get("heatmaps", {}).items():
+        for modality, maps in modalities.items():
+            heat = np.load(out / maps["attention"])
+            expected = tuple(geometry["shape_kji"][1:]) if modality == "ct" else Image.open(tmp_path / "input" / "us.png").size[::-1]
+            assert heat.shape == expected, (model, modality)
+
+
+@pytest.mark.parametrize("kind", ["grey8", "rgb8", "grey16", "float"])
+def test_worker_us_png_keeps_what_the_loader_needs(tmp_path, kind):
+    from BreastFusionLib.us.io import load_us_image
+
+    rng = np.random.default_rng(0)
+    arrays = {"grey8": rng.integers(0, 256, (40, 50), dtype=np.uint8),
+              "rgb8": rng.integers(0, 256, (40, 50, 3), dtype=np.uint8),
+              "grey16": rng.integers(0, 4096, (40, 50), dtype=np.uint16),
+              "float": rng.random((40, 50)).astype(np.float32)}
+    array = arrays[kind]
+    _load_worker().write_us_png(array, tmp_path / "us.png")
+    pixels = load_us_image(tmp_path / "us.png").pixels
+    assert pixels.shape == array.shape
+    if kind == "grey8":
+        np.testing.assert_allclose(pixels, array / 255.0, atol=1e-6)
+    else:  # order of grey levels kept
+        flat_in, flat_out = array.reshape(-1).astype(float), pixels.reshape(-1)
+        assert np.corrcoef(flat_in, flat_out)[0, 1] > 0.999
+
+
+def test_worker_progress_lines_and_arguments():
+    worker = _load_worker()
+    assert worker.parse_progress_line("BREASTFUSION_PROGRESS 40 running models: us") == (40, "running models: us")
+    assert worker.parse_progress_line("BREASTFUSION_PROGRESS 140 x") == (100, "x")
+    assert worker.parse_progress_line("epoch 40") is None
+    with pytest.raises(SystemExit):
+        worker.parse_args(["--input", "a", "--out", "b", "--bundle", "c", "--models", "us,mri"])
+    with pytest.raises(SystemExit):
+        worker.parse_args(["--input", "a", "--out", "b"])  # no bundle and not a dry run
+    prepared = {"us": None, "us_box": None, "ct": Path("ct.nii.gz"), "lesion_diameter_mm": None,
+                "location": {"side": "left", "clock": "2:30", "distance_mm": 30.0}}
+    argv = worker.build_predict_argv(prepared, Path("bundle"), ["ct"], Path("out"))
+    assert argv[argv.index("--side"):] == ["--side", "left", "--clock", "2:30", "--distance", "30mm"]
+
+
+def test_docs_say_the_module_was_not_run_in_slicer():
+    text = (ROOT / "docs" / "SLICER.md").read_text()
+    assert "not been run in 3D Slicer" in text
+    assert "--additional-module-paths" in text and "slicer.testing.runUnitTest" in text
