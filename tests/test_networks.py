@@ -209,3 +209,16 @@ def test_unknown_modality_and_freeze_mode_are_rejected():
         build_classifier("mri")
     with pytest.raises(UserInputError, match="freeze mode"):
         build_classifier("us", freeze="half")
+
+
+def test_fusion_branches_start_from_single_models(tmp_path):
+    us, ct = build_classifier("us"), build_classifier("ct")
+    torch.save(us.state_dict(), tmp_path / "us.pt")
+    torch.save(ct.state_dict(), tmp_path / "ct.pt")
+    fusion = build_classifier("fusion", branches_from={"us": str(tmp_path / "us.pt"), "ct": str(tmp_path / "ct.pt")})
+    for name, value in us.backbone.state_dict().items():
+        assert torch.equal(fusion.us_branch.state_dict()[name], value)
+    assert torch.equal(fusion.ct_branch.state_dict()["conv1.weight"], ct.backbone.state_dict()["conv1.weight"])
+    torch.save(fusion.state_dict(), tmp_path / "fusion.pt")
+    with pytest.raises(UserInputError, match="not a single-modality BreastFusion model"):
+        build_classifier("fusion", branches_from={"us": str(tmp_path / "fusion.pt"), "ct": str(tmp_path / "ct.pt")})

@@ -6,19 +6,21 @@ from torch import nn
 
 from BreastFusionLib.networks.cbam import CBAM
 from BreastFusionLib.networks.classifiers import FusionClassifier, LateFusion, SingleModalityClassifier
-from BreastFusionLib.networks.pretrained import freeze, load_imagenet_resnet50
+from BreastFusionLib.networks.pretrained import freeze, load_branches_from_single_models, load_imagenet_resnet50
 from BreastFusionLib.networks.resnet import CBAMResNet50
 
 MODALITIES = ("us", "ct", "fusion")
 
 
 def build_classifier(modality: str, pretrained: str | None = None, freeze_mode: str = "none", train_cbam: bool = True,
-                     modality_dropout: float = 0.0, num_classes: int = 2, **kwargs) -> nn.Module:
+                     modality_dropout: float = 0.0, num_classes: int = 2, branches_from: dict | None = None,
+                     **kwargs) -> nn.Module:
     """The classifier for ``modality`` ("us", "ct" or "fusion"), optionally ImageNet-initialised and frozen.
 
     ``pretrained`` is a torchvision ResNet-50 state-dict path or "imagenet" (every branch gets it);
-    ``modality_dropout`` only applies to the fusion model. ``freeze`` is accepted as an alias of
-    ``freeze_mode`` so that bundle configs can say ``"freeze": "backbone"``.
+    ``modality_dropout`` only applies to the fusion model. ``branches_from`` = {"us": path, "ct": path}
+    starts a fusion model's branches from trained single-modality checkpoints. ``freeze`` is
+    accepted as an alias of ``freeze_mode`` so that bundle configs can say ``"freeze": "backbone"``.
     """
     freeze_mode = kwargs.pop("freeze", freeze_mode)
     if kwargs:
@@ -34,11 +36,15 @@ def build_classifier(modality: str, pretrained: str | None = None, freeze_mode: 
     if pretrained:
         for backbone in backbones:
             load_imagenet_resnet50(backbone, pretrained)
+    if branches_from:
+        if modality != "fusion":
+            raise ValueError("branches_from only applies to the fusion model")
+        load_branches_from_single_models(model, branches_from["us"], branches_from["ct"])
     freeze(model, freeze_mode, train_cbam)
     return model
 
 
 __all__ = [
     "CBAM", "CBAMResNet50", "FusionClassifier", "LateFusion", "MODALITIES", "SingleModalityClassifier",
-    "build_classifier", "freeze", "load_imagenet_resnet50",
+    "build_classifier", "freeze", "load_branches_from_single_models", "load_imagenet_resnet50",
 ]

@@ -58,7 +58,7 @@ def _read_state_dict(source: str) -> dict[str, torch.Tensor]:
     except Exception as error:  # pickle, zip or torch errors all mean "not a usable state dict"
         raise UserInputError(f"{path} is not a readable PyTorch state dict ({type(error).__name__}: {error})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserInputError(f"{path} does not hold a plain state dict of tensors (torchvision layout expected)")
+        raise UserInputError(f"{path} does not hold a plain state dict of tensors")
     return state
 
 
@@ -91,6 +91,24 @@ def load_imagenet_resnet50(backbone: CBAMResNet50, source: str) -> LoadReport:
         skipped=sorted(set(raw) - set(state)),
         fresh=sorted(k for k in target if ".cbam." in k),
     )
+
+
+def load_branches_from_single_models(model: nn.Module, us_checkpoint: str, ct_checkpoint: str) -> None:
+    """Start a fusion model's branches from trained US and CT models (their ``backbone.*`` weights).
+
+    Two-stage fusion training: each branch begins where its single-modality model ended, and the
+    fusion head learns to combine them. Each file must be a US or CT model checkpoint of this
+    architecture (``model.pt`` written by the bundle), loaded with ``weights_only=True``.
+    """
+    for branch, checkpoint in ((model.us_branch, us_checkpoint), (model.ct_branch, ct_checkpoint)):
+        state = _read_state_dict(checkpoint)
+        backbone = {key[len("backbone."):]: value for key, value in state.items() if key.startswith("backbone.")}
+        if not backbone:
+            raise UserInputError(f"{checkpoint}: not a single-modality BreastFusion model (no 'backbone.*' weights)")
+        try:
+            branch.load_state_dict(backbone)
+        except RuntimeError as error:
+            raise UserInputError(f"{checkpoint}: weights do not fit the fusion branch ({str(error).splitlines()[0]})") from None
 
 
 def freeze(model: nn.Module, mode: str, train_cbam: bool = True) -> None:
