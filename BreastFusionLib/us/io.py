@@ -16,7 +16,6 @@ import numpy as np
 import pydicom
 from PIL import Image, UnidentifiedImageError
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import pixel_array
 
 from BreastFusionLib.errors import UserInputError
 
@@ -99,6 +98,20 @@ def _dicom_spacing(dataset: pydicom.Dataset) -> tuple[float, float] | None:
     return None
 
 
+def _decode_frame(dataset: pydicom.Dataset, index: int | None) -> np.ndarray:
+    """One frame as RGB or grey; pydicom 3 decodes and converts YBR itself, pydicom 2 (3D Slicer 5.8) needs help."""
+    try:
+        from pydicom.pixels import pixel_array
+    except ImportError:  # pydicom 2
+        from pydicom.pixel_data_handlers.util import convert_color_space
+
+        pixels = dataset.pixel_array
+        pixels = pixels[index] if index is not None else pixels
+        interpretation = str(dataset.get("PhotometricInterpretation", ""))
+        return convert_color_space(pixels, interpretation, "RGB") if interpretation.startswith("YBR") else pixels
+    return pixel_array(dataset, index=index)
+
+
 def _load_dicom(path: Path, frame: int | None) -> USImage:
     try:
         dataset = pydicom.dcmread(path)
@@ -111,7 +124,7 @@ def _load_dicom(path: Path, frame: int | None) -> USImage:
         raise UserInputError(f"{path}: frame {frame} asked for, the file has {frames} frame(s)")
     index = (frame if frame is not None else frames // 2) if frames > 1 else None
     try:
-        pixels = pixel_array(dataset, index=index)
+        pixels = _decode_frame(dataset, index)
     except Exception as error:  # pydicom raises many types for undecodable pixel data
         raise UserInputError(f"{path}: the DICOM pixel data cannot be decoded ({type(error).__name__}: {error})") from None
     pixels = _to_unit_range(pixels)
