@@ -115,10 +115,18 @@ def test_fusion_trains_resumes_and_evaluates(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("modality", ["us", "ct"])
-def test_single_modality_models_train(dataset, tmp_path, modality):
+def test_single_modality_models_train_and_export(dataset, tmp_path, modality):
     workflow = _workflow(["train.json"], "train", dataset, tmp_path, modality=modality, max_epochs=1)
     workflow.run()
-    assert (tmp_path / "models" / modality / "model.pt").is_file()
+    checkpoint = tmp_path / "models" / modality / "model.pt"
+    assert checkpoint.is_file()
+    exported = tmp_path / f"{modality}.ts"
+    ckpt_export("network_def", filepath=str(exported), ckpt_file=str(checkpoint), meta_file=str(CONFIGS / "metadata.json"),
+                config_file=str(CONFIGS / "inference.json"), modality=modality)
+    eager = workflow.parser.get_parsed_content("network").eval()
+    image = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(exported))(image), eager(image))
 
 
 def _bundle_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
