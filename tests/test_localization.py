@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_data
 import SimpleITK as sitk
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +17,6 @@ from BreastFusionLib.localization.clock import ClockPosition, clock_from_point, 
 from BreastFusionLib.localization.nipples import body_mask, candidate_region, find_nipples, propose_mass
 from BreastFusionLib.localization.parsing import parse_clock, parse_distance_mm, parse_side
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Phantom anatomy, RAS mm: body ellipse, breasts as spheres on the chest wall, nipple bumps on their apex.
 BODY_SEMI_AXES = (140.0, 90.0)  # x, y
@@ -249,16 +248,9 @@ def test_region_outside_the_body_or_volume_is_a_user_error(phantom, position):
 # ---- real CT ---------------------------------------------------------------------------------------
 
 
-def _real(name: str) -> Path:
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"real CT not staged: {path}")
-    return path
-
-
 @pytest.mark.slow
 def test_acrin_013_nipples_match_the_reference_apex():
-    folder = _real("CT-ACRIN-FLT-Breast_013")
+    folder = real_data("CT-ACRIN-FLT-Breast_013")
     reference = json.loads((folder / "breast_apex_approx.json").read_text())
     assert reference["coordinate_system"].startswith("LPS")
     found = find_nipples(from_sitk(sitk.ReadImage(str(folder / "ct.nii.gz"))))
@@ -271,7 +263,7 @@ def test_acrin_013_nipples_match_the_reference_apex():
 
 @pytest.mark.slow
 def test_acrin_013_mass_proposal_stays_in_the_reported_sector():
-    volume = from_sitk(sitk.ReadImage(str(_real("CT-ACRIN-FLT-Breast_013") / "ct.nii.gz")))
+    volume = from_sitk(sitk.ReadImage(str(real_data("CT-ACRIN-FLT-Breast_013") / "ct.nii.gz")))
     nipple = find_nipples(volume)["left"].point_ras
     position = ClockPosition("left", 2.0, 20.0)
     proposal = propose_mass(volume, nipple, position)
@@ -284,7 +276,7 @@ def test_acrin_013_mass_proposal_stays_in_the_reported_sector():
 
 @pytest.mark.slow
 def test_acrin_001_breasts_below_the_field_of_view_are_reported():
-    volume = from_sitk(sitk.ReadImage(str(_real("CT-ACRIN-FLT-Breast_001") / "ct_thorax.nii.gz")))
+    volume = from_sitk(sitk.ReadImage(str(real_data("CT-ACRIN-FLT-Breast_001") / "ct_thorax.nii.gz")))
     lowest_z = volume.ijk_to_ras[2, 3]
     for result in find_nipples(volume).values():
         if result.found:

@@ -6,10 +6,10 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_data
 import SimpleITK as sitk
 from PIL import Image
 
@@ -19,7 +19,6 @@ from BreastFusionLib.ct.volume import to_sitk
 from BreastFusionLib.synthetic.chest_ct import render_ct
 from BreastFusionLib.synthetic.latent import sample_lesions
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEED = 1  # a left-breast case (negative x), 5:30, 13 mm mass
 
 
@@ -107,16 +106,9 @@ def test_a_png_or_a_missing_file_as_ct_is_a_clear_error(capsys, tmp_path):
     assert code == 1 and f"CT not found: {tmp_path / 'missing.nii.gz'}" in stderr
 
 
-def _real(name: str) -> Path:
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"real CT not staged: {path}")
-    return path
-
-
 @pytest.mark.slow
 def test_acrin_013_clock_mode_writes_an_overlay(capsys, tmp_path):
-    path = _real("CT-ACRIN-FLT-Breast_013/ct.nii.gz")
+    path = real_data("CT-ACRIN-FLT-Breast_013/ct.nii.gz")
     code, stdout, stderr = _run(["--ct", str(path), "--side", "right", "--clock", "12", "--distance", "20mm",
                                  "--out", str(tmp_path)], capsys)
     assert code == 0, stderr
@@ -127,7 +119,7 @@ def test_acrin_013_clock_mode_writes_an_overlay(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_acrin_001_nipple_below_the_field_of_view_is_a_clear_error(tmp_path):
-    path = _real("CT-ACRIN-FLT-Breast_001/ct_thorax.nii.gz")
+    path = real_data("CT-ACRIN-FLT-Breast_001/ct_thorax.nii.gz")
     done = subprocess.run([sys.executable, "-m", "BreastFusionLib.cli", "locate", "--ct", str(path), "--side", "right",
                            "--clock", "12", "--distance", "20mm", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)

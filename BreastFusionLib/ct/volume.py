@@ -55,6 +55,23 @@ class CTVolume:
         points = np.asarray(points_ijk, dtype=float)
         return points @ self.ijk_to_ras[:3, :3].T + self.ijk_to_ras[:3, 3]
 
+    def patient_axes(self) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
+        """Voxel axis (0=i, 1=j, 2=k) running toward superior, posterior and left, and whether it runs backwards.
+
+        The canonical orientation gives ``((2, 1, 0), (False, False, False))``. Raises ``ValueError``
+        for a volume whose voxel axes do not follow the patient axes (more than 45 degrees oblique).
+        """
+        rotation = self.ijk_to_ras[:3, :3]
+        ras_axis = np.abs(rotation).argmax(axis=0)  # RAS axis followed by each voxel axis
+        if sorted(ras_axis.tolist()) != [0, 1, 2]:
+            raise ValueError("the CT volume is too oblique: its voxel axes do not follow the patient axes")
+        axes, flips = [], []
+        for ras, wanted_sign in ((2, 1.0), (1, -1.0), (0, -1.0)):  # superior, posterior, left
+            voxel_axis = int(np.flatnonzero(ras_axis == ras)[0])
+            axes.append(voxel_axis)
+            flips.append(bool(np.sign(rotation[ras, voxel_axis]) != wanted_sign))
+        return tuple(axes), tuple(flips)
+
     def contains_ijk(self, ijk: np.ndarray) -> bool:
         """True when a continuous voxel index lies inside the volume (voxel centres -0.5 .. n-0.5)."""
         ijk = np.asarray(ijk, dtype=float)

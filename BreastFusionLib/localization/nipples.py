@@ -81,17 +81,8 @@ class _Canonical:
 
 
 def _canonical(volume: CTVolume) -> _Canonical:
-    rotation = volume.ijk_to_ras[:3, :3]
-    ras_axis = np.abs(rotation).argmax(axis=0)  # RAS axis followed by each voxel axis
-    if sorted(ras_axis.tolist()) != [0, 1, 2]:
-        raise ValueError("the CT volume is too oblique: its voxel axes do not follow the patient axes")
-    voxel_axes, flips = [], []
-    for ras, wanted_sign in ((2, 1.0), (1, -1.0), (0, -1.0)):  # superior, posterior, left
-        voxel_axis = int(np.flatnonzero(ras_axis == ras)[0])
-        voxel_axes.append(voxel_axis)
-        flips.append(bool(np.sign(rotation[ras, voxel_axis]) != wanted_sign))
-    spacing = volume.spacing[voxel_axes]
-    canonical = _Canonical(volume.hu, tuple(voxel_axes), tuple(flips), spacing)
+    voxel_axes, flips = volume.patient_axes()
+    canonical = _Canonical(volume.hu, voxel_axes, flips, volume.spacing[list(voxel_axes)])
     canonical.hu = canonical.view(volume.hu)
     return canonical
 

@@ -46,17 +46,9 @@ class _Display:
 
 
 def _display(volume: CTVolume) -> _Display:
-    rotation = volume.ijk_to_ras[:3, :3]
-    ras_axis = np.abs(rotation).argmax(axis=0)
-    if sorted(ras_axis.tolist()) != [0, 1, 2]:
-        raise ValueError("the CT volume is too oblique to show: its voxel axes do not follow the patient axes")
-    axes, flips = [], []
-    for ras, wanted_sign in ((2, 1.0), (1, -1.0), (0, -1.0)):  # superior, posterior, left
-        voxel_axis = int(np.flatnonzero(ras_axis == ras)[0])
-        axes.append(voxel_axis)
-        flips.append(bool(np.sign(rotation[ras, voxel_axis]) != wanted_sign))
+    axes, flips = volume.patient_axes()
     shape = tuple(volume.shape_ijk[v] for v in axes)
-    return _Display(tuple(axes), tuple(flips), shape, volume.spacing[axes])
+    return _Display(axes, flips, shape, volume.spacing[list(axes)])
 
 
 def _nipple_point(value) -> np.ndarray | None:
