@@ -40,7 +40,9 @@ def test_ground_truth_is_consistent(cohort):
         point = np.array(case["ct_point_ras"])
         i, j, k = np.round(volume.ras_to_ijk(point)).astype(int)
         assert 0 < volume.hu[k, j - 1:j + 2, i - 1:i + 2].mean() < 100  # soft-tissue mass at the point
+        assert (point[0] > 0) == (case["ct_side"] == "right")  # in the stated breast (+x = patient right)
         nipple = np.array([float(v) for v in case[f"truth_nipple_{case['ct_side']}_ras"].split(",")])
+        assert point[1] < nipple[1] - case["lesion_diameter_mm"] / 2  # inside the breast, behind the nipple
         position = clock_from_point(nipple, point, case["ct_side"])
         assert position.hour == pytest.approx(case["ct_clock"], abs=0.02)
         assert position.distance_mm == pytest.approx(case["ct_distance_mm"], abs=0.1)
