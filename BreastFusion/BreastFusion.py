@@ -532,21 +532,14 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                         "torch": "torch", "monai": "monai"}
 
     def missingDependencies(self) -> List[str]:
-        """Distribution names whose import is missing (pydicom counts as missing below 3.0, which us/io.py needs)."""
-        missing = [dist for name, dist in self.REQUIRED_IMPORTS.items() if importlib.util.find_spec(name) is None]
-        if "pydicom" not in missing and importlib.util.find_spec("pydicom.pixels") is None:
-            missing.append("pydicom")
-        return missing
+        """Distribution names whose import is missing."""
+        return [dist for name, dist in self.REQUIRED_IMPORTS.items() if importlib.util.find_spec(name) is None]
 
     def ensureDependencies(self, askConfirmation: bool = True) -> bool:
         """Install what is missing, after asking; never called at import. False when the user declined."""
         missing = self.missingDependencies()
         if not missing:
             return True
-        if "pydicom" in missing and sys.version_info < (3, 10):
-            raise RuntimeError(_("BreastFusion needs pydicom 3, which requires Python 3.10 or later: "
-                                 "use Slicer 5.10 or later (this Slicer runs Python {version}).").format(
-                                     version=".".join(map(str, sys.version_info[:3]))))
         if "torch" in missing:
             try:
                 import PyTorchUtils
