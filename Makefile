@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: env
-	$(PY) -m BreastFusionLib.networks
+	$(PY) -m BreastFusionLib.demo
 
 test: env
 	$(PY) -m pytest -q
