@@ -1,7 +1,8 @@
 """The ``breastfusion`` command line: one sub-command per module in ``BreastFusionLib.commands``.
 
 Sub-commands: ``validate`` (check a cohort manifest), ``split`` (patient-level splits or folds),
-``locate`` (nipples and a mass on chest CT from its clock position and distance, or the clock position of a point).
+``locate`` (nipples and a mass on chest CT from its clock position and distance, or the clock position of a point),
+``predict`` (one case through the trained models: probabilities, heat maps, report).
 
 Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``.
 Errors a user can fix (bad files, values, manifests) are raised as ``UserInputError`` and
@@ -16,7 +17,7 @@ import sys
 
 from BreastFusionLib.errors import UserInputError
 
-COMMANDS = ("validate", "split", "locate")
+COMMANDS = ("validate", "split", "locate", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,3 +76,8 @@ def test_bootstrap_is_seeded():
 def test_bad_predictions_are_named(labels, probabilities, message):
     with pytest.raises(UserInputError, match=message):
         threshold_metrics(labels, probabilities, 0.5)
+
+
+def test_youden_threshold_never_calls_everyone_benign():
+    labels = np.array([0, 0, 1, 1])
+    assert youden_threshold(labels, np.array([0.9, 0.8, 0.2, 0.1])) <= 0.9  # a useless model still gets a real cut

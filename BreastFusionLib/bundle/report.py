@@ -2,7 +2,8 @@
 
 Reads ``predictions_val.csv`` and ``predictions_test.csv`` (written by ``PredictionWriter``),
 chooses the operating threshold on the validation predictions (Youden's J), applies it to the
-test predictions, and writes ``metrics.json``, ``roc.png``, ``confusion_matrix.png`` and, when the
+test predictions, fits a calibration temperature on the validation predictions
+(``inference.calibration``; applied at prediction time), and writes ``metrics.json``, ``roc.png``, ``confusion_matrix.png`` and, when the
 training left a ``loss_history.csv``, ``loss_curves.png``.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.evaluation.figures import plot_confusion_matrix, plot_loss_curves, plot_roc
 from BreastFusionLib.evaluation.metrics import threshold_metrics, youden_threshold
+from BreastFusionLib.inference.calibration import fit_temperature
 
 
 def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -41,7 +43,8 @@ def write_model_report(output_dir: str, modality: str) -> dict:
     threshold = youden_threshold(val_labels, val_probabilities)
     metrics = threshold_metrics(test_labels, test_probabilities, threshold)
     metrics.update({"model": modality, "threshold_rule": "Youden's J on the validation predictions",
-                    "data": "test split"})
+                    "data": "test split", "temperature": fit_temperature(val_labels, val_probabilities),
+                    "temperature_rule": "temperature scaling fitted on the validation predictions (NLL)"})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_roc({modality: (test_labels, test_probabilities, metrics)}, out / "roc.png", f"{modality} model, test set")
     plot_confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png",

@@ -29,7 +29,7 @@ from BreastFusionLib.ct.crop import ct_axial_crop
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import ClockPosition
-from BreastFusionLib.localization.nipples import find_nipples, propose_mass
+from BreastFusionLib.localization.points import locate_lesion
 from BreastFusionLib.us.crop import us_lesion_crop
 from BreastFusionLib.us.io import load_lesion_mask, load_us_image
 
@@ -49,11 +49,8 @@ def ct_lesion_point(case: dict, volume) -> np.ndarray:
     """The CT lesion point of a case: ``ct_point_ras``, or proposed from side + clock + distance."""
     if case.get("ct_point_ras"):
         return np.array(case["ct_point_ras"], dtype=float)
-    nipple = find_nipples(volume)[case["ct_side"]]
-    if not nipple.found:
-        raise UserInputError(f"case {case['case_id']}: {nipple.message}; give ct_point_ras instead")
     position = ClockPosition(case["ct_side"], case["ct_clock"], case["ct_distance_mm"])
-    return propose_mass(volume, nipple.point_ras, position).point_ras
+    return locate_lesion(volume, position=position).point_ras
 
 
 def prepare_case(case: dict, out_dir: Path, size: int = DEFAULT_OUT_SIZE,

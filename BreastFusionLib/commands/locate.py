@@ -26,11 +26,10 @@ from BreastFusionLib.localization.clock import ClockPosition, clock_from_point
 from BreastFusionLib.localization.nipples import NippleResult, candidate_region, find_nipples, propose_mass
 from BreastFusionLib.localization.overlay import write_localization_overlay
 from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
+from BreastFusionLib.localization.points import check_inside, parse_point
 
 HELP = "find the nipples and a mass on chest CT from its clock position and distance, or the clock position of a point"
 LOW_SCORE = 0.3
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
-_POINT = re.compile(rf"^\s*\(?\s*({_NUMBER})\s*[,;\s]\s*({_NUMBER})\s*[,;\s]\s*({_NUMBER})\s*\)?\s*$")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,34 +46,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (clock mode): ct_crop.png, overlay.png, localization.json")
 
 
-def parse_point(text: str, what: str) -> np.ndarray:
-    """'x,y,z' (mm, RAS) -> array; a clear error otherwise."""
-    match = _POINT.match(str(text))
-    if match is None:
-        raise UserInputError(f"{what} {text!r} is not valid: use three numbers in mm, RAS as in 3D Slicer, e.g. '-47.2,243.6,-590.3'")
-    return np.array([float(v) for v in match.groups()])
-
-
 def _fmt(values, digits: int = 1) -> str:
     return "(" + ", ".join(f"{v:.{digits}f}" for v in np.asarray(values, float)) + ")"
-
-
-def _check_inside(volume: CTVolume, point: np.ndarray, what: str) -> np.ndarray:
-    ijk = volume.ras_to_ijk(point)
-    if not volume.contains_ijk(ijk):
-        ni, nj, nk = volume.shape_ijk
-        low = volume.ijk_to_ras_points(np.array([-0.5, -0.5, -0.5]))
-        high = volume.ijk_to_ras_points(np.array([ni - 0.5, nj - 0.5, nk - 0.5]))
-        extent = ", ".join(f"{name} {min(a, b):.1f}..{max(a, b):.1f}" for name, a, b in zip("xyz", low, high))
-        raise UserInputError(f"{what} {_fmt(point)} mm (RAS) lies outside the CT volume (voxel {_fmt(ijk, 0)} of {ni}x{nj}x{nk}; "
-                             f"the volume spans {extent} mm). Coordinates are RAS as in 3D Slicer: for DICOM (LPS) negate x and y.")
-    return ijk
 
 
 def _nipples(volume: CTVolume, manual: np.ndarray | None, manual_side: str | None) -> dict[str, NippleResult]:
     found = find_nipples(volume)
     if manual is not None:
-        ijk = _check_inside(volume, manual, f"--nipple {manual_side}")
+        ijk = check_inside(volume, manual, f"--nipple {manual_side}")
         found[manual_side] = NippleResult(manual_side, True, manual, ijk, 1.0, f"{manual_side} nipple given by hand (--nipple)")
     return found
 
@@ -181,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_point(args: argparse.Namespace, side: str | None, manual: np.ndarray | None) -> int:
     point = parse_point(args.point, "--point")
     volume = load_ct(args.ct, args.series_uid)
-    ijk = _check_inside(volume, point, "--point")
+    ijk = check_inside(volume, point, "--point")
     if manual is not None and side is None:
         side = "right" if manual[0] >= 0 else "left"
     nipples = _nipples(volume, manual, side)

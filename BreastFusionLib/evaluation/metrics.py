@@ -34,7 +34,7 @@ def youden_threshold(labels, probabilities) -> float:
     """The probability threshold maximising sensitivity + specificity - 1 on (validation) data."""
     labels, probabilities = check_predictions(labels, probabilities, "validation predictions")
     fpr, tpr, thresholds = roc_curve(labels, probabilities)
-    best = int(np.argmax(tpr - fpr))
+    best = 1 + int(np.argmax((tpr - fpr)[1:]))  # index 0 is roc_curve's "nobody positive" threshold (inf)
     return float(min(thresholds[best], 1.0))
 
 

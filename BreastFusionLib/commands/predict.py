@@ -1,0 +1,128 @@
+"""``breastfusion predict``: malignancy probability of one breast mass from a US image and/or a chest CT.
+
+Loads the trained models of a bundle once, crops the lesion exactly as in training, and writes into
+``--out``: ``result.json`` (schema in docs/INFERENCE.md, read by the 3D Slicer module), the crops,
+heat maps in original image coordinates (``maps/*.npy``), overlay PNGs and a self-contained
+``report.html``. No patient identifier and no input path is written anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+
+from BreastFusionLib.ct.io import load_ct
+from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.case import predict_case
+from BreastFusionLib.inference.outputs import DISCLAIMER, write_outputs
+from BreastFusionLib.localization.clock import ClockPosition
+from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
+from BreastFusionLib.localization.points import parse_point
+from BreastFusionLib.networks import MODALITIES
+from BreastFusionLib.us.io import load_lesion_mask, load_us_image
+
+HELP = "malignancy probability (US, CT, fusion models) of one breast mass, with crops, heat maps and a report"
+_BOX = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?)\s*,\s*([-+]?\d+(?:\.\d*)?)\s*,\s*([-+]?\d+(?:\.\d*)?)\s*,\s*([-+]?\d+(?:\.\d*)?)\s*$")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")  # let "-47,243,-590" through as a value
+    parser.add_argument("--bundle", required=True, help="trained bundle folder (models/<m>/model.pt, runs/<m>/metrics.json)")
+    parser.add_argument("--models", help="comma list among us,ct,fusion (default: every trained model the inputs allow)")
+    parser.add_argument("--us", help="ultrasound image: PNG/JPEG/TIFF or DICOM")
+    lesion = parser.add_mutually_exclusive_group()
+    lesion.add_argument("--us-box", help="US lesion box 'x0,y0,x1,y1' in pixels (x = column, y = row)")
+    lesion.add_argument("--us-mask", help="US lesion mask image (non-zero = lesion), same size as the US image")
+    parser.add_argument("--ct", help="chest CT: DICOM folder, one DICOM file of the series, or .nii/.nii.gz/.nrrd/.mha")
+    parser.add_argument("--series-uid", help="CT series to use when the DICOM folder holds several")
+    parser.add_argument("--point", help="CT lesion point 'x,y,z' RAS mm (as in 3D Slicer)")
+    parser.add_argument("--side", help="breast side left/right (with --clock and --distance)")
+    parser.add_argument("--clock", help="clock position, e.g. '2', '2:30'")
+    parser.add_argument("--distance", help="distance from the nipple, e.g. '30mm', '3cm'")
+    parser.add_argument("--lesion-diameter", help="lesion diameter in mm for the CT crop (default 20)")
+    parser.add_argument("--spatial-size", type=int, help="network input size, when the bundle has no configs/ with it")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over horizontal/vertical flips")
+    parser.add_argument("--no-heatmaps", action="store_true", help="skip attention and Grad-CAM maps (faster)")
+    parser.add_argument("--out", required=True, help="output folder (created)")
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    match = _BOX.match(text)
+    if match is None:
+        raise UserInputError(f"--us-box {text!r} is not valid: use four pixel numbers 'x0,y0,x1,y1'")
+    return tuple(float(v) for v in match.groups())
+
+
+def _diameter(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(str(text).lower().removesuffix("mm").strip())
+    except ValueError:
+        raise UserInputError(f"--lesion-diameter {text!r} is not a number of mm") from None
+    if not (math.isfinite(value) and 0 < value <= 150):
+        raise UserInputError(f"--lesion-diameter {text!r} must be a lesion diameter in mm, above 0 and at most 150")
+    return value
+
+
+def _models(text: str | None, bundle_dir: Path, have_us: bool, have_ct: bool) -> list[str]:
+    if text:
+        names = [m.strip().lower() for m in text.split(",") if m.strip()]
+        unknown = [m for m in names if m not in MODALITIES]
+        if unknown or not names:
+            raise UserInputError(f"--models {text!r}: choose among {','.join(MODALITIES)}")
+        return names
+    allowed = {"us": have_us, "ct": have_ct, "fusion": have_us or have_ct}
+    usable = [m for m in MODALITIES if allowed[m]]
+    trained = [m for m in usable if any((bundle_dir / "models" / m / f).is_file() for f in ("model.pt", "model.ts"))]
+    return trained or usable  # none trained: loading names what is missing
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every argument, load the bundle once, predict, write the outputs."""
+    if args.us is None and args.ct is None:
+        raise UserInputError("give a US image (--us) and/or a chest CT (--ct)")
+    if args.us is not None and args.us_box is None and args.us_mask is None:
+        raise UserInputError("the US lesion needs --us-box x0,y0,x1,y1 or --us-mask MASK.png")
+    clock_args = [args.side, args.clock, args.distance]
+    if args.point is not None and any(v is not None for v in clock_args[1:]):
+        raise UserInputError("give the CT lesion as --point x,y,z or as --side/--clock/--distance, not both")
+    if args.ct is not None and args.point is None and None in clock_args:
+        raise UserInputError("the CT lesion needs --point x,y,z (RAS mm) or --side, --clock and --distance "
+                             "(e.g. --side left --clock 2 --distance 30mm)")
+    box = _box(args.us_box) if args.us_box else None
+    point = parse_point(args.point, "--point") if args.point is not None else None
+    clock = None
+    if args.point is None and args.clock is not None:
+        clock = ClockPosition(parse_side(args.side), parse_clock(args.clock), parse_distance_mm(args.distance))
+    diameter = _diameter(args.lesion_diameter)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} is a file, not a folder")
+
+    names = _models(args.models, Path(args.bundle), args.us is not None, args.ct is not None)
+    bundle = load_bundle(args.bundle, names, spatial_size=args.spatial_size)
+    us_image = load_us_image(args.us) if args.us is not None else None
+    mask = load_lesion_mask([args.us_mask], us_image.shape) if args.us_mask else None
+    volume = load_ct(args.ct, args.series_uid) if args.ct is not None else None
+    result = predict_case(bundle, us_image=us_image, us_box=box, us_mask=mask, ct=volume, ct_point=point, clock=clock,
+                          lesion_diameter_mm=diameter, models=names, heatmaps=not args.no_heatmaps, tta=args.tta)
+    write_outputs(result, bundle, out)
+    for name, entry in result.models.items():
+        missing = f" (answered without {entry.missing_modality})" if entry.missing_modality else ""
+        print(f"{name}: probability of malignancy {entry.probability:.3f}, threshold {entry.threshold:.3f} "
+              f"-> {entry.decision}{missing}")
+    if result.location is not None:
+        where = result.location
+        clock_text = format_clock(where.clock_hour) if where.clock_hour is not None else "clock unknown"
+        distance = f"{where.distance_mm:.0f} mm" if where.distance_mm is not None else "? mm"
+        print(f"CT lesion: {where.side} breast, {clock_text}, {distance} from the nipple, "
+              f"axial slice {result.crops['ct'].slice_index}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote result.json, report.html, crops, overlays and maps/ to {out}")
+    print(DISCLAIMER)
+    return 0

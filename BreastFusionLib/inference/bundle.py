@@ -1,0 +1,167 @@
+"""Load a trained BreastFusion bundle once: networks, operating thresholds and calibration temperatures.
+
+Bundle folder layout (what ``python -m monai.bundle run training|evaluating`` writes under
+``bundle_root``): ``models/<m>/model.pt`` (best checkpoint, a state dict; or ``model.ts``, TorchScript),
+``runs/<m>/metrics.json`` (``threshold`` chosen on validation data, ``temperature``), optional
+``runs/<m>/predictions_val.csv`` (used to fit the temperature when metrics.json predates it),
+``configs/inference.json`` or ``configs/train.json`` (``spatial_size``) and ``configs/metadata.json``
+(``version``). A bundle without ``configs/`` (the demo writes none) is read with the repository's
+configs; ``spatial_size`` can always be given explicitly.
+
+Checkpoints are loaded with ``torch.load(weights_only=True)``: an untrusted file is never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from BreastFusionLib.bundle.report import read_predictions
+from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.inference.calibration import fit_temperature
+from BreastFusionLib.networks import MODALITIES, build_classifier
+
+REPOSITORY_CONFIGS = Path(__file__).resolve().parents[2] / "monai_bundle" / "configs"
+
+
+@dataclass
+class LoadedModel:
+    """One trained model, ready for prediction (eval mode, CPU or ``device``)."""
+
+    modality: str
+    network: nn.Module
+    threshold: float
+    temperature: float
+    spatial_size: int
+    checkpoint: Path
+    sha256: str
+    torchscript: bool = False
+    gradcam: Any = field(default=None, repr=False)  # heatmaps.GradCAMMaps, built on first use
+
+
+@dataclass
+class Bundle:
+    """The models loaded from one bundle folder, and where they came from."""
+
+    root: Path
+    version: str | None
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (names the exact checkpoint in reports)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"{path}: not a readable JSON file ({error})") from None
+
+
+def _configs_dir(root: Path) -> Path:
+    own = root / "configs"
+    return own if (own / "inference.json").is_file() or (own / "train.json").is_file() else REPOSITORY_CONFIGS
+
+
+def _spatial_size(configs: Path) -> int:
+    for name in ("inference.json", "train.json"):
+        path = configs / name
+        if path.is_file():
+            value = _read_json(path).get("spatial_size")
+            if isinstance(value, (int, float)) and value > 0:
+                return int(value)
+    raise UserInputError(f"{configs}: no 'spatial_size' in inference.json or train.json")
+
+
+def _operating_point(root: Path, modality: str) -> tuple[float, float]:
+    """(threshold, temperature) of a model from ``runs/<m>/metrics.json``; T fitted here if absent."""
+    metrics_path = root / "runs" / modality / "metrics.json"
+    if not metrics_path.is_file():
+        raise UserInputError(f"bundle {root}: {metrics_path.relative_to(root)} is missing: evaluate the {modality} model "
+                             f"first (python -m monai.bundle run evaluating ... --modality {modality})")
+    metrics = _read_json(metrics_path)
+    threshold = metrics.get("threshold")
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise UserInputError(f"{metrics_path}: needs a 'threshold' between 0 and 1, got {threshold!r}")
+    temperature = metrics.get("temperature")
+    if temperature is None:
+        predictions = root / "runs" / modality / "predictions_val.csv"
+        temperature = fit_temperature(*read_predictions(predictions)[1:]) if predictions.is_file() else 1.0
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise UserInputError(f"{metrics_path}: 'temperature' must be > 0, got {temperature!r}")
+    return float(threshold), float(temperature)
+
+
+def _load_network(checkpoint: Path, modality: str, device: torch.device) -> nn.Module:
+    if checkpoint.suffix == ".ts":
+        try:
+            return torch.jit.load(str(checkpoint), map_location=device).eval()
+        except (RuntimeError, ValueError) as error:
+            raise UserInputError(f"{checkpoint}: not a loadable TorchScript model ({error})") from None
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    except Exception as error:  # pickle, zip and weights-only errors come in many types
+        raise UserInputError(f"{checkpoint}: not a loadable weights-only checkpoint "
+                             f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a resume checkpoint {"model": ..., "optimizer": ...}
+    if not isinstance(state, dict):
+        raise UserInputError(f"{checkpoint}: holds a {type(state).__name__}, not a state dict")
+    network = build_classifier(modality)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        missing, unexpected = network.state_dict().keys() - state.keys(), state.keys() - network.state_dict().keys()
+        detail = (f"{len(missing)} missing keys (e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected keys "
+                  f"(e.g. {sorted(unexpected)[:3]})") if missing or unexpected else str(error).splitlines()[-1].strip()[:300]
+        raise UserInputError(f"{checkpoint}: not a checkpoint of the {modality} CBAM-ResNet-50 classifier "
+                             f"(another architecture or modality: {detail})") from None
+    return network.to(device).eval().requires_grad_(False)  # Grad-CAM needs activation gradients only
+
+
+def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODALITIES, spatial_size: int | None = None,
+                device: str | torch.device = "cpu") -> Bundle:
+    """Load the ``modalities`` ("us", "ct", "fusion") of the trained bundle in ``root``, once.
+
+    Raises ``UserInputError`` naming what is missing (folder, checkpoint, metrics.json) or the
+    checkpoint that does not fit the architecture.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserInputError(f"bundle folder not found: {root}")
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown or not modalities:
+        raise UserInputError(f"models must be among {', '.join(MODALITIES)}, got {', '.join(modalities) or 'none'}")
+    if not (root / "models").is_dir():
+        raise UserInputError(f"{root} is not a trained BreastFusion bundle: it has no models/ folder "
+                             f"(expected models/<us|ct|fusion>/model.pt and runs/<model>/metrics.json)")
+    configs = _configs_dir(root)
+    size = int(spatial_size) if spatial_size else _spatial_size(configs)
+    metadata = configs / "metadata.json"
+    version = _read_json(metadata).get("version") if metadata.is_file() else None
+    device = torch.device(device)
+    bundle = Bundle(root=root, version=version)
+    for modality in modalities:
+        folder = root / "models" / modality
+        candidates = [folder / "model.pt", folder / "model.ts"]
+        checkpoint = next((c for c in candidates if c.is_file()), None)
+        if checkpoint is None:
+            raise UserInputError(f"bundle {root}: models/{modality}/model.pt (or model.ts) is missing: "
+                                 f"train the {modality} model or leave it out of --models")
+        threshold, temperature = _operating_point(root, modality)
+        network = _load_network(checkpoint, modality, device)
+        bundle.models[modality] = LoadedModel(modality, network, threshold, temperature, size, checkpoint,
+                                              sha256(checkpoint), torchscript=checkpoint.suffix == ".ts")
+    return bundle

@@ -1,0 +1,208 @@
+"""Predict one case from raw inputs with models loaded once: crops, calibrated probabilities, heat maps.
+
+The preprocessing is the training path: ``us_lesion_crop`` / ``ct_axial_crop`` with the same
+lesion-to-crop ratio and 300x300 size as ``cohort.prepare``, then ``transforms.inference_transforms``
+(8-bit quantisation like the training PNGs, resize to the model's ``spatial_size``).
+
+Fusion with a missing modality: the fusion network treats an all-zero modality as absent (its
+branch's features are zeroed; training used modality dropout). When only US or only CT is given,
+the fusion model is run that way and ``missing_modality`` says which one was absent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from BreastFusionLib.crop import DEFAULT_LESION_FRACTION, DEFAULT_OUT_SIZE, LesionCrop
+from BreastFusionLib.ct.crop import apply_window, ct_axial_crop
+from BreastFusionLib.ct.io import load_ct
+from BreastFusionLib.ct.volume import CTVolume
+from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.inference.bundle import Bundle, LoadedModel
+from BreastFusionLib.inference.calibration import apply_temperature
+from BreastFusionLib.inference.heatmaps import BRANCHES, MALIGNANT, GradCAMMaps, record_attention, to_crop, to_image
+from BreastFusionLib.localization.clock import ClockPosition
+from BreastFusionLib.localization.points import LesionLocation, locate_lesion
+from BreastFusionLib.transforms import inference_transforms, modality_keys
+from BreastFusionLib.us.crop import us_lesion_crop
+from BreastFusionLib.us.io import USImage, load_us_image
+
+HEATMAP_KINDS = ("attention", "gradcam")
+
+
+@dataclass
+class ModelResult:
+    """One model's answer. ``probability`` and ``threshold`` are calibrated (temperature scaling);
+    ``raw_*`` are the network's softmax and the validation threshold before calibration."""
+
+    probability: float
+    threshold: float
+    decision: str
+    missing_modality: str | None
+    raw_probability: float
+    raw_threshold: float
+    temperature: float
+
+
+@dataclass
+class CaseResult:
+    """Everything ``predict_case`` computed; heat maps in original image coordinates and in crop coordinates."""
+
+    models: dict[str, ModelResult]
+    crops: dict[str, LesionCrop]
+    images: dict[str, np.ndarray]  # "us": grey US image, "ct": windowed axial slice through the lesion, in [0, 1]
+    location: LesionLocation | None
+    heatmaps: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    crop_heatmaps: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.timings[self.name] = round(self.timings.get(self.name, 0.0) + time.perf_counter() - self.start, 4)
+
+
+def _models_to_run(bundle: Bundle, models, have: set[str]) -> list[str]:
+    """``models`` checked against the inputs; by default every loaded model the inputs allow."""
+    if models is None:
+        return [m for m in bundle.models if (bool(have) if m == "fusion" else m in have)]
+    for m in models:
+        if m not in bundle.models:
+            raise UserInputError(f"model {m!r} was not loaded from the bundle (loaded: {', '.join(bundle.models)})")
+        if m == "fusion" and not have:
+            raise UserInputError("the fusion model needs a US image or a CT (or both)")
+        if m != "fusion" and m not in have:
+            raise UserInputError(f"the {m} model needs {'a US image' if m == 'us' else 'a CT'}: give it or leave {m} out of the models")
+    return list(models)
+
+
+def model_input(modality: str, crops: dict[str, LesionCrop], spatial_size: int) -> torch.Tensor:
+    """The network input (1, C, S, S); a missing fusion modality is an all-zero channel (what the network reads as absent)."""
+    data = {key: (crops[key].pixels if key in crops else np.zeros((DEFAULT_OUT_SIZE,) * 2, np.float32))
+            for key in modality_keys(modality)}
+    return torch.as_tensor(inference_transforms(modality, spatial_size)(data)["image"])[None]
+
+
+def _logits(model: LoadedModel, image: torch.Tensor, tta: bool) -> torch.Tensor:
+    views = [image, image.flip(-1), image.flip(-2)] if tta else [image]
+    with torch.no_grad():
+        return torch.stack([model.network(view) for view in views]).mean(0)[0]
+
+
+def predict_case(
+    bundle: Bundle,
+    us_image: USImage | str | Path | None = None,
+    us_box: tuple[float, float, float, float] | None = None,
+    us_mask: np.ndarray | None = None,
+    ct: CTVolume | str | Path | None = None,
+    ct_point: np.ndarray | None = None,
+    clock: tuple[str, float, float] | ClockPosition | None = None,
+    lesion_diameter_mm: float | None = None,
+    models: list[str] | None = None,
+    heatmaps: bool = True,
+    tta: bool = False,
+    class_index: int = MALIGNANT,
+) -> CaseResult:
+    """Calibrated probability, threshold and decision of each model on one case, with crops and heat maps.
+
+    US: ``us_image`` (a ``USImage`` or a file) and the lesion as ``us_box`` (x0, y0, x1, y1) pixels or
+    ``us_mask``. CT: ``ct`` (a ``CTVolume`` or a path) and the lesion as ``ct_point`` (RAS mm) or
+    ``clock`` = (side, hour, distance_mm). ``models`` defaults to every loaded model the inputs allow.
+    ``tta`` averages the logits over horizontal and vertical flips (the training augmentation).
+    """
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    crops: dict[str, LesionCrop] = {}
+    images: dict[str, np.ndarray] = {}
+    location = None
+    if us_image is not None:
+        if not isinstance(us_image, USImage):
+            with _Timer(timings, "load_us"):
+                us_image = load_us_image(us_image)
+        if us_mask is not None and tuple(np.shape(us_mask)) != us_image.shape:
+            raise UserInputError(f"the lesion mask is {np.shape(us_mask)[0]}x{np.shape(us_mask)[1]} pixels, "
+                                 f"the US image {us_image.shape[0]}x{us_image.shape[1]}: they must match")
+        if us_mask is not None and not np.any(us_mask):
+            raise UserInputError("the US lesion mask is empty: no pixel marks the lesion")
+        with _Timer(timings, "crop_us"):
+            crops["us"] = us_lesion_crop(us_image, mask=us_mask, box=us_box, lesion_fraction=DEFAULT_LESION_FRACTION,
+                                         out_size=DEFAULT_OUT_SIZE)
+        images["us"] = us_image.grey()
+    elif us_box is not None or us_mask is not None:
+        raise UserInputError("a US lesion box or mask was given without a US image")
+    if ct is not None:
+        if not isinstance(ct, CTVolume):
+            with _Timer(timings, "load_ct"):
+                ct = load_ct(ct)
+        if isinstance(clock, tuple):
+            clock = ClockPosition(*clock)
+        if ct_point is None and clock is None:
+            raise UserInputError("the CT lesion needs a point (x,y,z RAS mm) or side + clock + distance from the nipple")
+        with _Timer(timings, "localize_ct"):
+            location = locate_lesion(ct, point_ras=ct_point, position=clock if ct_point is None else None,
+                                     side=clock.side if clock is not None else None)
+        with _Timer(timings, "crop_ct"):
+            crops["ct"] = ct_axial_crop(ct, location.point_ras, lesion_diameter_mm=lesion_diameter_mm,
+                                        lesion_fraction=DEFAULT_LESION_FRACTION, out_size=DEFAULT_OUT_SIZE)
+        images["ct"] = apply_window(ct.hu[crops["ct"].slice_index])
+        if location.message:
+            notes.append(location.message)
+    elif ct_point is not None or clock is not None:
+        raise UserInputError("a CT lesion point or clock position was given without a CT")
+
+    results: dict[str, ModelResult] = {}
+    maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    crop_maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for name in _models_to_run(bundle, models, set(crops)):
+        model = bundle.models[name]
+        with _Timer(timings, f"preprocess_{name}"):
+            image = model_input(name, crops, model.spatial_size)
+        present = [b for b in BRANCHES[name] if b in crops]
+        if name == "fusion":
+            channels = dict(zip(modality_keys(name), image[0]))
+            for branch in present:
+                if not channels[branch].any():
+                    notes.append(f"the {branch} crop is entirely black after windowing: the fusion model treats it as missing")
+            present = [b for b in present if channels[b].any()]
+        missing = next((b for b in BRANCHES[name] if b not in present), None) if name == "fusion" else None
+        hooks_ok = heatmaps and not model.torchscript
+        with _Timer(timings, f"forward_{name}"):
+            if hooks_ok:
+                with record_attention(model.network, name) as attention:
+                    logits = _logits(model, image, False)
+                logits = _logits(model, image, True) if tta else logits
+            else:
+                logits = _logits(model, image, tta)
+        raw = float(torch.softmax(logits.float(), dim=0)[MALIGNANT])
+        probability = apply_temperature(raw, model.temperature)
+        threshold = apply_temperature(model.threshold, model.temperature)
+        results[name] = ModelResult(probability, threshold, "malignant" if probability >= threshold else "benign",
+                                    missing, raw, model.threshold, model.temperature)
+        if heatmaps and model.torchscript:
+            notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
+        if not hooks_ok:
+            continue
+        with _Timer(timings, f"heatmaps_{name}"):
+            if model.gradcam is None:
+                model.gradcam = GradCAMMaps(model.network, name)  # built once per loaded model
+            gradcam = model.gradcam(image, present, class_index)
+            for branch in present:
+                crop = crops[branch]
+                pair = {"attention": to_crop(attention[branch][0, 0], DEFAULT_OUT_SIZE),
+                        "gradcam": to_crop(gradcam[branch][0, 0], DEFAULT_OUT_SIZE)}
+                crop_maps.setdefault(name, {})[branch] = pair
+                maps.setdefault(name, {})[branch] = {kind: to_image(pair[kind], crop.box, images[branch].shape[:2])
+                                                     for kind in HEATMAP_KINDS}
+    return CaseResult(results, crops, images, location, maps, crop_maps, timings, notes)

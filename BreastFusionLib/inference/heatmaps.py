@@ -1,0 +1,98 @@
+"""Heat maps of one prediction: last-stage CBAM spatial attention and Grad-CAM, one per branch.
+
+* Attention: the sigmoid output of the last bottleneck's CBAM spatial gate (``attention_module().gate``),
+  read with a forward hook during the ordinary forward pass. It is what the network itself weighted,
+  independent of the class; values in (0, 1), shown as they are (not rescaled).
+* Grad-CAM (``monai.visualize.GradCAM``) on the last stage (``layer4``) of each branch, for a chosen
+  class (malignant by default). MONAI's default ``postprocessing`` maps (min, max) to (1, 0), i.e. it
+  flips the map so that the most important region looks least important; ``min_max`` below keeps
+  high = important.
+
+Maps come at the network's feature resolution (spatial_size / 32), are upsampled bilinearly to the
+300x300 crop and then mapped back into the original image (US: the image's rows x cols; CT: the
+axial slice ``volume.hu[slice_index]``) through the crop's ``CropBox``; pixels outside the crop are 0.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.visualize import GradCAM
+from monai.visualize.class_activation_maps import ModelWithHooks
+from scipy import ndimage
+from torch import nn
+
+from BreastFusionLib.crop import CropBox
+
+# For each model: crop key (branch) -> the attribute holding that branch's CBAM-ResNet-50.
+BRANCHES = {"us": {"us": "backbone"}, "ct": {"ct": "backbone"}, "fusion": {"us": "us_branch", "ct": "ct_branch"}}
+MALIGNANT = 1
+
+
+def min_max(cam: torch.Tensor) -> torch.Tensor:
+    """Per-sample min-max scaling to [0, 1] keeping high = important (a constant map becomes 0)."""
+    flat = cam.flatten(1)
+    low, high = flat.min(dim=1).values, flat.max(dim=1).values
+    span = (high - low).clamp_min(1e-12)[:, None]
+    scaled = torch.where((high > low)[:, None], (flat - low[:, None]) / span, torch.zeros_like(flat))
+    return scaled.view_as(cam)
+
+
+@contextmanager
+def record_attention(network: nn.Module, modality: str):
+    """While active, ``maps[branch]`` holds the last-stage spatial attention (B, 1, h, w) of each forward pass."""
+    maps: dict[str, torch.Tensor] = {}
+    handles = []
+    for branch, attribute in BRANCHES[modality].items():
+        gate = getattr(network, attribute).attention_module().gate
+
+        def hook(_module, _inputs, output, branch=branch):
+            maps[branch] = output.detach()
+
+        handles.append(gate.register_forward_hook(hook))
+    try:
+        yield maps
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class GradCAMMaps:
+    """Grad-CAM of each branch of one network.
+
+    MONAI registers its hooks for good (they cannot be removed, and a module with backward hooks
+    cannot be traced or scripted), so they go on a private copy of the network, made once.
+    """
+
+    def __init__(self, network: nn.Module, modality: str) -> None:
+        self.branches = list(BRANCHES[modality])
+        layers = [f"{BRANCHES[modality][b]}.layer4" for b in self.branches]
+        hooked = ModelWithHooks(copy.deepcopy(network).eval(), layers, register_forward=True, register_backward=True)
+        self.cam = GradCAM(nn_module=hooked, target_layers=layers, postprocessing=min_max)
+
+    def __call__(self, image: torch.Tensor, branches: list[str], class_index: int = MALIGNANT) -> dict[str, torch.Tensor]:
+        """Maps (B, 1, H, W) at the input size for ``branches``, each in [0, 1]."""
+        image = image.detach().clone().requires_grad_(True)  # the graph reaches layer4 even with frozen weights
+        with torch.enable_grad():
+            return {b: self.cam(image, class_idx=class_index, layer_idx=self.branches.index(b)).detach()
+                    for b in branches}
+
+
+def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:
+    """A (1, 1, h, w) or (h, w) map upsampled bilinearly to the out_size x out_size crop, float32."""
+    tensor = torch.as_tensor(feature_map, dtype=torch.float32).reshape(1, 1, *feature_map.shape[-2:])
+    return F.interpolate(tensor, size=(out_size, out_size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def to_image(crop_map: np.ndarray, box: CropBox, image_shape: tuple[int, int]) -> np.ndarray:
+    """A crop-sized map resampled into the source image (rows, cols); 0 outside the crop, float32."""
+    out_size = crop_map.shape[0]
+    rows, cols = np.mgrid[0 : image_shape[0], 0 : image_shape[1]]
+    crop_rows, crop_cols = box.to_crop(rows, cols, out_size)
+    inside = ((crop_rows >= -0.5) & (crop_rows <= out_size - 0.5) & (crop_cols >= -0.5) & (crop_cols <= out_size - 0.5))
+    values = ndimage.map_coordinates(crop_map.astype(np.float32), [crop_rows, crop_cols], order=1, mode="nearest")
+    return np.where(inside, values, 0.0).astype(np.float32)

@@ -1,0 +1,262 @@
+"""Prediction on raw synthetic cases through ``breastfusion predict`` with a tiny trained bundle.
+
+The bundle fixture trains each model (US, CT, fusion) for one epoch on tiny crops with the bundle's
+own transforms, writes validation/test predictions and calls ``write_model_report`` (threshold and
+calibration temperature), i.e. the layout ``monai.bundle run training|evaluating`` produces.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monai.data import DataLoader, Dataset
+from monai.visualize.class_activation_maps import default_normalizer
+from PIL import Image
+from pydicom.dataset import Dataset as DicomDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+
+from BreastFusionLib.bundle.datalist import load_datalist
+from BreastFusionLib.bundle.report import write_model_report
+from BreastFusionLib.cli import main
+from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
+from BreastFusionLib.inference.heatmaps import min_max
+from BreastFusionLib.networks import build_classifier
+from BreastFusionLib.synthetic.cohort import generate_cohort
+from BreastFusionLib.synthetic.dicom import fake_identity
+from BreastFusionLib.transforms import eval_transforms, train_transforms
+
+CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
+SIZE = 32
+SCHEMA_MODEL_KEYS = {"probability", "threshold", "decision", "missing_modality"}
+
+
+def _write_crops(folder: Path, cases: int = 16) -> Path:
+    """Benign crops hold a bright blob, malignant ones a dark bar (as in test_bundle)."""
+    rng = np.random.default_rng(0)
+    (folder / "crops").mkdir(parents=True)
+    rows = []
+    for index in range(cases):
+        label = index % 2
+        for modality in ("us", "ct"):
+            crop = rng.normal(100, 20, (40, 40))
+            if label:
+                crop[10:30, 18:22] = 10
+            else:
+                yy, xx = np.mgrid[:40, :40]
+                crop[(yy - 20) ** 2 + (xx - 20) ** 2 < 60] = 230
+            Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).save(folder / "crops" / f"c{index}_{modality}.png")
+        rows.append({"case_id": f"c{index}", "patient_id": f"p{index}", "label": ("benign", "malignant")[label],
+                     "us_image": f"crops/c{index}_us.png", "ct_image": f"crops/c{index}_ct.png",
+                     "split": ("train", "train", "val", "test")[(index // 2) % 4], "prepared": "crops"})
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def _predictions(network, manifest: Path, modality: str, part: str, path: Path) -> None:
+    items = load_datalist(str(manifest), modality, part)
+    batch = next(iter(DataLoader(Dataset(items, eval_transforms(modality, SIZE)), batch_size=len(items))))
+    with torch.no_grad():
+        probabilities = torch.softmax(network(batch["image"]), dim=1)[:, 1]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "label", "prob_malignant"])
+        writer.writerows([item["case_id"], item["label"], f"{p:.6f}"] for item, p in zip(items, probabilities.tolist()))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bundle")
+    manifest = _write_crops(tmp_path_factory.mktemp("crops"))
+    torch.manual_seed(0)
+    for modality in ("us", "ct", "fusion"):
+        network = build_classifier(modality, modality_dropout=0.2 if modality == "fusion" else 0.0)
+        train = load_datalist(str(manifest), modality, "train")
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+        network.train()
+        for batch in DataLoader(Dataset(train, train_transforms(modality, SIZE)), batch_size=len(train)):  # one epoch
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(network(batch["image"]), batch["label"]).backward()
+            optimizer.step()
+        network.eval()
+        (root / "models" / modality).mkdir(parents=True)
+        torch.save(network.state_dict(), root / "models" / modality / "model.pt")
+        runs = root / "runs" / modality
+        runs.mkdir(parents=True)
+        for part in ("val", "test"):
+            _predictions(network, manifest, modality, part, runs / f"predictions_{part}.csv")
+        write_model_report(str(runs), modality)
+    (root / "configs").mkdir()
+    shutil.copy(CONFIGS / "metadata.json", root / "configs")
+    config = json.loads((CONFIGS / "inference.json").read_text())
+    (root / "configs" / "inference.json").write_text(json.dumps({**config, "spatial_size": SIZE}, indent=4))
+    return root
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory) -> dict:
+    """One synthetic case: US as PNG and as DICOM with a patient name, CT as a DICOM series with one."""
+    folder = tmp_path_factory.mktemp("cohort")
+    row = next(csv.DictReader(open(generate_cohort(folder, cases=1, seed=3, dicom=True, workers=1))))
+    identity = fake_identity(row["case_id"])
+    pixels = np.asarray(Image.open(folder / row["us_image"]).convert("L"))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = DicomDataset()
+    ds.file_meta = meta
+    for keyword, value in identity.items():
+        setattr(ds, keyword, value)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = UltrasoundImageStorage, meta.MediaStorageSOPInstanceUID, "US"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(folder / "us.dcm", enforce_file_format=True)
+    return {**row, "folder": folder, "us_dicom": folder / "us.dcm", "identity": identity, "us_shape": pixels.shape}
+
+
+def _predict(case: dict, out: Path, *args: str) -> dict:
+    assert main(["predict", "--out", str(out), *args]) == 0
+    return json.loads((out / "result.json").read_text())
+
+
+def _ct_slice_shape(case: dict) -> tuple[int, int]:
+    first = pydicom.dcmread(next(iter(sorted((case["folder"] / case["ct_image"]).glob("*.dcm")))))
+    return int(first.Rows), int(first.Columns)
+
+
+def _check_schema(result: dict, out: Path, case: dict, models: set[str], have: set[str]) -> None:
+    assert set(result) == {"models", "localization", "crops", "heatmaps", "overlays", "model", "timings_s", "disclaimer"}
+    assert set(result["models"]) == models
+    for entry in result["models"].values():
+        assert set(entry) == SCHEMA_MODEL_KEYS
+        assert 0 <= entry["probability"] <= 1 and 0 <= entry["threshold"] <= 1
+        assert entry["decision"] == ("malignant" if entry["probability"] >= entry["threshold"] else "benign")
+    assert result["crops"] == {k: f"{k}_crop.png" for k in have}
+    assert result["overlays"] == {k: f"{k}_overlay.png" for k in have}
+    shapes = {"us": case["us_shape"], "ct": _ct_slice_shape(case)}
+    for model, branches in result["heatmaps"].items():
+        assert set(branches) == ({"us", "ct"} & have if model == "fusion" else {model})
+        for key, maps in branches.items():
+            for kind in ("attention", "gradcam"):
+                assert maps[kind] == f"maps/{model}_{key}_{kind}.npy"
+                array = np.load(out / maps[kind])
+                assert array.dtype == np.float32 and array.shape == shapes[key]  # original image / axial slice
+                assert array.min() >= 0 and array.max() <= 1
+            assert np.load(out / maps["attention"]).max() > 0  # non-zero inside the crop
+    for name, entry in result["model"]["checkpoints"].items():
+        assert entry["file"] == f"models/{name}/model.pt" and len(entry["sha256"]) == 64
+    assert result["model"]["bundle_version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
+    assert result["disclaimer"] == "Research use only. Not for clinical diagnosis."
+    html = (out / "report.html").read_text()
+    assert "Research use only" in html and "data:image/png;base64," in html and 'src="http' not in html
+
+
+def _assert_no_phi(out: Path, case: dict) -> None:
+    identifiers = [case["identity"]["PatientName"], case["identity"]["PatientID"], case["identity"]["PatientBirthDate"],
+                   case["identity"]["PatientName"].replace("^", " ")]
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for identifier in identifiers:
+                assert identifier.encode() not in data, f"{identifier} found in {path.name}"
+    assert str(case["folder"]).encode() not in (out / "result.json").read_bytes() + (out / "report.html").read_bytes()
+
+
+def test_us_and_ct_dicom_with_clock_position_all_models(bundle, case, tmp_path, capsys):
+    out = tmp_path / "out"
+    ct = case["folder"] / case["ct_image"]
+    result = _predict(case, out, "--bundle", str(bundle), "--models", "us,ct,fusion", "--us", str(case["us_dicom"]),
+                      "--us-box", case["us_box"], "--ct", str(ct), "--side", case["ct_side"], "--clock",
+                      case["ct_clock"], "--distance", f"{case['ct_distance_mm']}mm",
+                      "--lesion-diameter", case["lesion_diameter_mm"])
+    _check_schema(result, out, case, {"us", "ct", "fusion"}, {"us", "ct"})
+    assert all(entry["missing_modality"] is None for entry in result["models"].values())
+    location = result["localization"]
+    assert set(location) == {"side", "clock", "distance_mm", "point_ras", "nipple_ras", "ct_slice_index"}
+    assert location["side"] == case["ct_side"] and len(location["point_ras"]) == 3 and len(location["nipple_ras"]) == 3
+    assert 0 <= location["ct_slice_index"] < len(list(ct.glob("*.dcm")))
+    for key in ("crop_us", "crop_ct", "forward_us", "forward_ct", "forward_fusion", "heatmaps_fusion"):
+        assert result["timings_s"][key] >= 0
+    _assert_no_phi(out, case)
+    printed = capsys.readouterr()
+    assert case["identity"]["PatientName"] not in printed.out + printed.err
+
+
+def test_point_localization_mask_and_tta(bundle, case, tmp_path):
+    out = tmp_path / "out"
+    result = _predict(case, out, "--bundle", str(bundle), "--us", str(case["folder"] / case["us_image"]),
+                      "--us-mask", str(case["folder"] / case["us_mask"]), "--ct", str(case["folder"] / case["ct_image"]),
+                      "--point", case["ct_point_ras"], "--tta")
+    _check_schema(result, out, case, {"us", "ct", "fusion"}, {"us", "ct"})
+    assert result["localization"]["point_ras"] == pytest.approx([float(v) for v in case["ct_point_ras"].split(",")], abs=0.01)
+    _assert_no_phi(out, case)
+
+
+def test_us_only_fusion_reports_missing_ct(bundle, case, tmp_path):
+    out = tmp_path / "out"
+    result = _predict(case, out, "--bundle", str(bundle), "--us", str(case["us_dicom"]), "--us-box", case["us_box"])
+    _check_schema(result, out, case, {"us", "fusion"}, {"us"})
+    assert result["models"]["fusion"]["missing_modality"] == "ct" and result["models"]["us"]["missing_modality"] is None
+    assert result["localization"] is None and set(result["heatmaps"]["fusion"]) == {"us"}
+
+
+def test_calibration_is_monotone_and_stored_with_the_threshold(bundle):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    overconfident = 1 / (1 + np.exp(-(labels * 2 - 1) * 6 * rng.uniform(0, 1, 400) + rng.normal(0, 3, 400)))
+    temperature = fit_temperature(labels, overconfident)
+    assert temperature > 1  # over-confident scores are softened
+    raw = np.linspace(0.001, 0.999, 200)
+    calibrated = apply_temperature(raw, temperature)
+    assert np.all(np.diff(calibrated) > 0)  # the order (ROC, AUC) and every thresholded decision are kept
+    for modality in ("us", "ct", "fusion"):
+        metrics = json.loads((bundle / "runs" / modality / "metrics.json").read_text())
+        assert metrics["temperature"] > 0 and 0 <= metrics["threshold"] <= 1
+
+
+def test_gradcam_normaliser_keeps_high_values_high():
+    cam = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])
+    assert min_max(cam).flatten().tolist() == [0.0, 0.25, 0.5, 1.0]
+    assert torch.as_tensor(default_normalizer(cam)).flatten().argmax() == 0  # MONAI's default flips the map
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--us-box", "10,10,5000,60"], "lies outside the"),
+    (["--ct", "CT", "--point", "500,0,0"], "lies outside the CT volume"),
+    (["--ct", "CT", "--point", "0,130,0"], "outside the patient's body"),
+    (["--ct", "CT", "--side", "left", "--clock", "13", "--distance", "30"], "clock position '13' is not valid"),
+])
+def test_bad_inputs_give_clear_messages(bundle, case, tmp_path, capsys, extra, message):
+    extra = [str(case["folder"] / case["ct_image"]) if v == "CT" else v for v in extra]
+    box = [] if "--us-box" in extra else ["--us-box", case["us_box"]]
+    code = main(["predict", "--bundle", str(bundle), "--us", str(case["folder"] / case["us_image"]), *box, *extra,
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_wrong_bundle_and_foreign_checkpoint(bundle, case, tmp_path, capsys):
+    us = ["--us", str(case["folder"] / case["us_image"]), "--us-box", case["us_box"], "--out", str(tmp_path / "o")]
+    assert main(["predict", "--bundle", str(tmp_path), *us]) == 1
+    assert "no models/ folder" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    shutil.copytree(bundle, foreign, ignore=shutil.ignore_patterns("model.pt"))
+    torch.save(build_classifier("ct").state_dict(), foreign / "models" / "fusion" / "model.pt")  # a single-branch model
+    assert main(["predict", "--bundle", str(foreign), "--models", "fusion", *us]) == 1
+    err = capsys.readouterr().err
+    assert "models/fusion/model.pt" in err and "not a checkpoint of the fusion" in err and "Traceback" not in err
+    shutil.rmtree(foreign / "models" / "us")
+    assert main(["predict", "--bundle", str(foreign), "--models", "us", *us]) == 1
+    assert "models/us/model.pt (or model.ts) is missing" in capsys.readouterr().err
