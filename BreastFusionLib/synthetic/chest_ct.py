@@ -4,9 +4,9 @@ Geometry: 1.5 mm in-plane, 3 mm slices, 224 x 184 x 40 voxels (336 x 276 x 120 m
 orientation (i toward the patient's left, j posterior, k superior; see ``ct.volume``).
 Anatomy, in HU: air -1000, a carbon table under the back, skin +40, subcutaneous fat -100, pectoral
 muscle +50, ribs +700, lungs -850, heart and mediastinum +40, spine +500; each breast is a dome on
-the chest wall (fat with fibroglandular strands of +10 HU, density varying by patient) topped by a
+the chest wall (fat with fibroglandular strands of 0 HU, density varying by patient) topped by a
 nipple. The mass sits at its reported clock position and distance from the nipple; its appearance
-score t (see ``latent``) sets density (+15 HU benign-like .. +75 HU malignant-like), margin
+score t (see ``latent``) sets density (+25 HU benign-like .. +75 HU malignant-like), margin
 irregularity and spiculation. Gaussian noise of 15 HU as in a low-dose scan.
 """
 
@@ -87,7 +87,7 @@ def render_ct(spec: LesionSpec, rng: np.random.Generator) -> SyntheticCT:
     field = ndimage.gaussian_filter(rng.standard_normal(body.shape).astype(np.float32), (0.7, 1.5, 1.5))
     field /= field.std()
     glandular = breast_tissue & (field > np.quantile(field, 1 - density)) & (yy < anterior[:, None, :] - 6)
-    hu[glandular] = 10.0
+    hu[glandular] = 0.0
     _draw_torso(hu, x, y)
     side = spec.side
     position = ClockPosition(side, spec.clock_hour, 0.0)
@@ -137,7 +137,7 @@ def _draw_mass(hu, x, y, z, center, radius, t, rng):
     distance = np.sqrt(xx**2 + yy**2 + zz**2)
     bumps = ndimage.gaussian_filter(rng.standard_normal(distance.shape).astype(np.float32), (0.8, 2.0, 2.0))
     bumps /= bumps.std()
-    inside = distance / radius + (0.02 + 0.3 * t) * bumps < 1.0
+    inside = distance / radius + (0.02 + 0.22 * t) * bumps < 1.0
     for _ in range(int(round(t * rng.uniform(6, 12)))):
         direction = rng.normal(size=3)
         direction[2] *= 0.3
@@ -145,7 +145,7 @@ def _draw_mass(hu, x, y, z, center, radius, t, rng):
         along = xx * direction[0] + yy * direction[1] + zz * direction[2]
         across = np.sqrt(np.maximum(distance**2 - along**2, 0))
         inside |= (along > 0) & (along < radius * rng.uniform(1.5, 2.3)) & (across < 1.2)
-    hu[window][inside] = 15.0 + 60.0 * t + rng.normal(0, 4)
+    hu[window][inside] = 25.0 + 50.0 * t + rng.normal(0, 4)
 
 
 def _draw_skin(hu, body):
