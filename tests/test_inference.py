@@ -260,3 +260,17 @@ def test_wrong_bundle_and_foreign_checkpoint(bundle, case, tmp_path, capsys):
     shutil.rmtree(foreign / "models" / "us")
     assert main(["predict", "--bundle", str(foreign), "--models", "us", *us]) == 1
     assert "models/us/model.pt (or model.ts) is missing" in capsys.readouterr().err
+
+
+def test_input_size_comes_from_the_evaluated_model(bundle, tmp_path):
+    from BreastFusionLib.inference.bundle import load_bundle
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    metrics_path = copy / "runs" / "us" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics_path.write_text(json.dumps({**metrics, "spatial_size": 48}))
+    loaded = load_bundle(copy, ["us", "ct"])
+    assert loaded.models["us"].spatial_size == 48  # what evaluation recorded wins over the configs
+    assert loaded.models["ct"].spatial_size == SIZE
+    assert load_bundle(copy, ["us"], spatial_size=40).models["us"].spatial_size == 40

@@ -4,9 +4,10 @@ Bundle folder layout (what ``python -m monai.bundle run training|evaluating`` wr
 ``bundle_root``): ``models/<m>/model.pt`` (best checkpoint, a state dict; or ``model.ts``, TorchScript),
 ``runs/<m>/metrics.json`` (``threshold`` chosen on validation data, ``temperature``), optional
 ``runs/<m>/predictions_val.csv`` (used to fit the temperature when metrics.json predates it),
-``configs/inference.json`` or ``configs/train.json`` (``spatial_size``) and ``configs/metadata.json``
-(``version``). A bundle without ``configs/`` (the demo writes none) is read with the repository's
-configs; ``spatial_size`` can always be given explicitly.
+``runs/<m>/metrics.json`` (threshold, temperature and the input size the model was evaluated at),
+else ``configs/inference.json`` or ``configs/train.json`` (``spatial_size``), and
+``configs/metadata.json`` (``version``). A bundle without ``configs/`` (the demo writes none) is read
+with the repository's configs; ``spatial_size`` can always be given explicitly.
 
 Checkpoints are loaded with ``torch.load(weights_only=True)``: an untrusted file is never unpickled.
 """
@@ -85,8 +86,8 @@ def _spatial_size(configs: Path) -> int:
     raise UserInputError(f"{configs}: no 'spatial_size' in inference.json or train.json")
 
 
-def _operating_point(root: Path, modality: str) -> tuple[float, float]:
-    """(threshold, temperature) of a model from ``runs/<m>/metrics.json``; T fitted here if absent."""
+def _operating_point(root: Path, modality: str) -> tuple[float, float, int | None]:
+    """(threshold, temperature, input size) of a model from ``runs/<m>/metrics.json``; T fitted here if absent."""
     metrics_path = root / "runs" / modality / "metrics.json"
     if not metrics_path.is_file():
         raise UserInputError(f"bundle {root}: {metrics_path.relative_to(root)} is missing: evaluate the {modality} model "
@@ -101,7 +102,8 @@ def _operating_point(root: Path, modality: str) -> tuple[float, float]:
         temperature = fit_temperature(*read_predictions(predictions)[1:]) if predictions.is_file() else 1.0
     if not isinstance(temperature, (int, float)) or not temperature > 0:
         raise UserInputError(f"{metrics_path}: 'temperature' must be > 0, got {temperature!r}")
-    return float(threshold), float(temperature)
+    size = metrics.get("spatial_size")
+    return float(threshold), float(temperature), int(size) if isinstance(size, (int, float)) and size > 0 else None
 
 
 def _load_network(checkpoint: Path, modality: str, device: torch.device) -> nn.Module:
@@ -160,8 +162,9 @@ def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODA
         if checkpoint is None:
             raise UserInputError(f"bundle {root}: models/{modality}/model.pt (or model.ts) is missing: "
                                  f"train the {modality} model or leave it out of --models")
-        threshold, temperature = _operating_point(root, modality)
+        threshold, temperature, evaluated_size = _operating_point(root, modality)
         network = _load_network(checkpoint, modality, device)
-        bundle.models[modality] = LoadedModel(modality, network, threshold, temperature, size, checkpoint,
+        model_size = int(spatial_size) if spatial_size else (evaluated_size or size)
+        bundle.models[modality] = LoadedModel(modality, network, threshold, temperature, model_size, checkpoint,
                                               sha256(checkpoint), torchscript=checkpoint.suffix == ".ts")
     return bundle
