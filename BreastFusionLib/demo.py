@@ -34,8 +34,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
 MODALITIES = ("us", "ct", "fusion")
 
 
+_STARTED = time.perf_counter()
+
+
 def _step(message: str) -> None:
-    print(f"\n== {message}", flush=True)
+    print(f"\n== [{time.perf_counter() - _STARTED:4.0f} s] {message}", flush=True)
 
 
 _EPOCH_METRICS = re.compile(r"Epoch\[(\d+)\] Metrics -- .*val_auc: ([0-9.]+)")
