@@ -43,7 +43,14 @@ def plot_loss_curves(history: list[dict], path: Path, title: str) -> Path:
         axis.plot(*zip(*validation), "-o", ms=3, label="validation loss")
     axis.set(xlabel="epoch", ylabel="cross-entropy loss", title=title)
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.legend(loc="upper right")
+    handles, labels = axis.get_legend_handles_labels()
+    auc = [(e, float(r["val_auc"])) for e, r in zip(epochs, history) if r.get("val_auc") not in (None, "")]
+    if auc:
+        second = axis.twinx()
+        line, = second.plot(*zip(*auc), "--", color="grey", label="validation AUC")
+        second.set(ylabel="validation AUC", ylim=(0, 1.02))
+        handles, labels = handles + [line], labels + ["validation AUC"]
+    axis.legend(handles, labels, loc="upper right")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
