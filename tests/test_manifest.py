@@ -1,5 +1,7 @@
 """The manifest loader: parsed values, and every problem reported at once with line, column and value."""
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -97,3 +99,12 @@ def test_clock_location_is_parsed(folder):
     assert cases[1]["ct_clock"] == 0.5
     write_manifest(cases, folder / "again.csv")
     assert "12:30" in (folder / "again.csv").read_text() and load_manifest(folder / "again.csv") == cases
+
+
+def test_relative_manifest_paths_survive_a_round_trip(folder, monkeypatch):
+    monkeypatch.chdir(folder.parent)
+    (folder / "m.csv").write_text("case_id,patient_id,label,us_image,us_box\nc1,p1,benign,us.png,\"0,0,3,3\"\n")
+    cases = load_manifest(Path(folder.name) / "m.csv")  # a relative manifest path, as the demo's default
+    assert Path(cases[0]["us_image"]).is_absolute()
+    write_manifest(cases, Path(folder.name) / "sub" / "again.csv")
+    assert load_manifest(Path(folder.name) / "sub" / "again.csv")[0]["us_image"] == cases[0]["us_image"]

@@ -55,7 +55,7 @@ def _parse_row(raw: dict, folder: Path, problems: list[str], line: int) -> dict:
     for column in IMAGE_COLUMNS:
         if case.get(column):
             path = Path(case[column])
-            path = path if path.is_absolute() else folder / path
+            path = path if path.is_absolute() else (folder / path).absolute()
             if not path.exists():
                 problem(column, f"file not found: {path}")
             elif (trouble := (ct_problem if column == "ct_image" else image_problem)(path)):
