@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from conftest import write_tiny_crops
 
 import torch
 from monai.bundle import ConfigWorkflow, ckpt_export
@@ -21,39 +20,10 @@ CONFIGS = BUNDLE / "configs"
 TINY = {"spatial_size": 32, "batch_size": 4, "num_workers": 0, "max_epochs": 2, "channels_last": False}
 
 
-def _write_crops_manifest(folder: Path, cases: int = 16) -> Path:
-    """Benign crops hold a bright round blob, malignant ones a dark bar: learnable in two epochs."""
-    rng = np.random.default_rng(0)
-    rows = []
-    (folder / "crops").mkdir(parents=True)
-    for index in range(cases):
-        label = index % 2
-        for modality in ("us", "ct"):
-            crop = rng.normal(100, 20, (40, 40))
-            if label:
-                crop[10:30, 18:22] = 10
-            else:
-                yy, xx = np.mgrid[:40, :40]
-                crop[(yy - 20) ** 2 + (xx - 20) ** 2 < 60] = 230
-            Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).save(folder / "crops" / f"c{index}_{modality}.png")
-        rows.append({
-            "case_id": f"c{index}", "patient_id": f"p{index}", "label": "malignant" if label else "benign",
-            "us_image": f"crops/c{index}_us.png", "ct_image": f"crops/c{index}_ct.png",
-            "split": ("train", "train", "val", "test")[(index // 2) % 4],  # each split gets benign/malignant pairs
-            "prepared": "crops",
-        })
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("crops")
-    _write_crops_manifest(folder)
+    write_tiny_crops(folder)
     return folder
 
 

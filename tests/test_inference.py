@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import write_tiny_crops
 import torch
 from monai.data import DataLoader, Dataset
 from monai.visualize.class_activation_maps import default_normalizer
@@ -37,32 +38,6 @@ SIZE = 32
 SCHEMA_MODEL_KEYS = {"probability", "threshold", "decision", "missing_modality"}
 
 
-def _write_crops(folder: Path, cases: int = 16) -> Path:
-    """Benign crops hold a bright blob, malignant ones a dark bar (as in test_bundle)."""
-    rng = np.random.default_rng(0)
-    (folder / "crops").mkdir(parents=True)
-    rows = []
-    for index in range(cases):
-        label = index % 2
-        for modality in ("us", "ct"):
-            crop = rng.normal(100, 20, (40, 40))
-            if label:
-                crop[10:30, 18:22] = 10
-            else:
-                yy, xx = np.mgrid[:40, :40]
-                crop[(yy - 20) ** 2 + (xx - 20) ** 2 < 60] = 230
-            Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).save(folder / "crops" / f"c{index}_{modality}.png")
-        rows.append({"case_id": f"c{index}", "patient_id": f"p{index}", "label": ("benign", "malignant")[label],
-                     "us_image": f"crops/c{index}_us.png", "ct_image": f"crops/c{index}_ct.png",
-                     "split": ("train", "train", "val", "test")[(index // 2) % 4], "prepared": "crops"})
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
-
-
 def _predictions(network, manifest: Path, modality: str, part: str, path: Path) -> None:
     items = load_datalist(str(manifest), modality, part)
     batch = next(iter(DataLoader(Dataset(items, eval_transforms(modality, SIZE)), batch_size=len(items))))
@@ -77,7 +52,7 @@ def _predictions(network, manifest: Path, modality: str, part: str, path: Path) 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bundle")
-    manifest = _write_crops(tmp_path_factory.mktemp("crops"))
+    manifest = write_tiny_crops(tmp_path_factory.mktemp("crops"))
     torch.manual_seed(0)
     for modality in ("us", "ct", "fusion"):
         network = build_classifier(modality, modality_dropout=0.2 if modality == "fusion" else 0.0)

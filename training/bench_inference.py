@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import platform
 import statistics
@@ -20,14 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.inference.bundle import load_bundle
 from BreastFusionLib.inference.case import model_input, predict_case
-from BreastFusionLib.synthetic.cohort import generate_cohort
-from BreastFusionLib.us.io import load_lesion_mask, load_us_image
+from BreastFusionLib.cohort.manifest import load_manifest
+from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 
 MODELS = ("us", "ct", "fusion")
 
@@ -80,14 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     stages: dict[str, list[float]] = {}
     forward: dict[str, dict[str, list[float]]] = {m: {} for m in MODELS}
     with tempfile.TemporaryDirectory() as folder:
-        rows = list(csv.DictReader(open(generate_cohort(folder, cases=args.cases, seed=args.seed, workers=1))))
+        rows = load_manifest(generate_cohort(folder, cases=args.cases, seed=args.seed, workers=1))
         for row in rows:
-            image = load_us_image(Path(folder) / row["us_image"])
-            mask = load_lesion_mask([Path(folder) / row["us_mask"]], image.shape)
-            volume = load_ct(Path(folder) / row["ct_image"])
-            point = np.array([float(v) for v in row["ct_point_ras"].split(",")])
+            image, mask, volume, point = read_case(row)
             result = predict_case(bundle, us_image=image, us_mask=mask, ct=volume, ct_point=point,
-                                  lesion_diameter_mm=float(row["lesion_diameter_mm"]))
+                                  lesion_diameter_mm=row["lesion_diameter_mm"])
             for name, seconds in result.timings_s.items():
                 stages.setdefault(name, []).append(1000.0 * seconds)
             for name, model in bundle.models.items():

@@ -12,7 +12,6 @@ lesion's share of the crop area (a map maximum placed at random inside the crop)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -22,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from BreastFusionLib.crop import DEFAULT_OUT_SIZE
-from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.inference.bundle import load_bundle
 from BreastFusionLib.inference.case import HEATMAP_KINDS, predict_case
-from BreastFusionLib.synthetic.cohort import generate_cohort
-from BreastFusionLib.us.io import load_lesion_mask, load_us_image
+from BreastFusionLib.cohort.manifest import load_manifest
+from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 
 
 def _crop_region(box, shape) -> np.ndarray:
@@ -54,14 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     flat = {(b, k): 0 for b in ("us", "ct") for k in HEATMAP_KINDS}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        rows = list(csv.DictReader(open(generate_cohort(folder, cases=args.cases, seed=args.seed, workers=1))))
+        rows = load_manifest(generate_cohort(folder, cases=args.cases, seed=args.seed, workers=1))
         for row in rows:
-            image = load_us_image(Path(folder) / row["us_image"])
-            mask = load_lesion_mask([Path(folder) / row["us_mask"]], image.shape)
-            volume = load_ct(Path(folder) / row["ct_image"])
-            point = np.array([float(v) for v in row["ct_point_ras"].split(",")])
-            radius = float(row["lesion_diameter_mm"]) / 2.0
-            label = int(row["label"] == "malignant")
+            image, mask, volume, point = read_case(row)
+            radius = row["lesion_diameter_mm"] / 2.0
+            label = row["label"]
             result = predict_case(bundle, us_image=image, us_mask=mask, ct=volume, ct_point=point,
                                   models=["fusion"], class_index=label)
             k = result.crops["ct"].slice_index

@@ -17,12 +17,14 @@ from PIL import Image
 
 from BreastFusionLib.cohort.manifest import write_manifest
 from BreastFusionLib.crop import lesion_box_from_mask
+from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import to_sitk
 from BreastFusionLib.localization.parsing import format_clock
 from BreastFusionLib.synthetic.chest_ct import render_ct
 from BreastFusionLib.synthetic.dicom import write_ct_series
 from BreastFusionLib.synthetic.latent import LesionSpec, sample_lesions
 from BreastFusionLib.synthetic.ultrasound import render_us
+from BreastFusionLib.us.io import load_lesion_mask, load_us_image
 
 
 def _point_text(point: np.ndarray) -> str:
@@ -56,6 +58,12 @@ def write_case(spec: LesionSpec, out: Path, dicom: bool = False) -> dict:
         "truth_nipple_left_ras": _point_text(ct.nipples_ras["left"]),
         "truth_us_appearance": f"{spec.us_appearance:.3f}", "truth_ct_appearance": f"{spec.ct_appearance:.3f}",
     }
+
+
+def read_case(case: dict):
+    """The raw inputs of one validated manifest case: (US image, lesion mask, CT volume, CT mass point)."""
+    image = load_us_image(case["us_image"])
+    return image, load_lesion_mask([case["us_mask"]], image.shape), load_ct(case["ct_image"]), np.array(case["ct_point_ras"])
 
 
 def generate_cohort(out: str | Path, cases: int = 240, seed: int = 0, dicom: bool = False, workers: int = 2,
