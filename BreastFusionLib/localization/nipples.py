@@ -18,6 +18,7 @@ from scipy import ndimage
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import SIDES, ClockPosition, clock_direction, clock_from_point
+from BreastFusionLib.localization.parsing import format_clock
 
 BODY_HU = -500.0
 COARSE_MM = (3.0, 2.5, 2.5)  # target coarse voxel size along (superior, posterior, left)
@@ -351,7 +352,7 @@ def propose_mass(
 ) -> MassProposal:
     """Most mass-like soft-tissue blob (multi-scale LoG) in the candidate region, scored 0..1 by contrast and closeness."""
     region = candidate_region(volume, nipple_ras, position, tolerance_hours, tolerance_mm)
-    where = f"{position.hour:g} o'clock, {position.distance_mm:g} mm from the {position.side} nipple"
+    where = f"{format_clock(position.hour)}, {position.distance_mm:g} mm from the {position.side} nipple"
     if not region.any():
         raise UserInputError(f"the region at {where} lies outside the body or outside the CT volume")
     canonical = _canonical(volume)
@@ -392,7 +393,7 @@ def propose_mass(
     best = int(np.argmax(scores))
     found = clock_from_point(nipple, points[best], position.side)
     message = (
-        f"proposed mass at {found.hour:.1f} o'clock, {found.distance_mm:.0f} mm from the {position.side} nipple, "
+        f"proposed mass at the {format_clock(found.hour)} clock position, {found.distance_mm:.0f} mm from the {position.side} nipple, "
         f"{nipple[1] - points[best][1]:.0f} mm deep: a blob about {2 * best_radius[tuple(candidates[best])]:.0f} mm wide, "
         f"{contrast[best]:.0f} HU above its surroundings"
     )
