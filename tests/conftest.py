@@ -1,13 +1,24 @@
-"""Shared test helpers: real data (skipping cleanly when it is absent) and a tiny learnable crops cohort."""
+"""Shared test helpers: real data (skipping cleanly when it is absent), a tiny learnable crops cohort and a tiny trained bundle."""
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from monai.data import DataLoader, Dataset
 from PIL import Image
 
+from BreastFusionLib.bundle.datalist import load_datalist
+from BreastFusionLib.bundle.report import write_model_report
+from BreastFusionLib.networks import build_classifier
+from BreastFusionLib.transforms import eval_transforms, train_transforms
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
+TINY_SIZE = 32
 
 
 def real_data(name: str) -> Path:
@@ -43,3 +54,44 @@ def write_tiny_crops(folder: Path, cases: int = 16) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return manifest
+
+
+def _predictions(network, manifest: Path, modality: str, part: str, path: Path) -> None:
+    items = load_datalist(str(manifest), modality, part)
+    batch = next(iter(DataLoader(Dataset(items, eval_transforms(modality, TINY_SIZE)), batch_size=len(items))))
+    with torch.no_grad():
+        probabilities = torch.softmax(network(batch["image"]), dim=1)[:, 1]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "label", "prob_malignant"])
+        writer.writerows([item["case_id"], item["label"], f"{p:.6f}"] for item, p in zip(items, probabilities.tolist()))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """US, CT and fusion models trained one epoch on ``write_tiny_crops``, in the bundle layout inference reads."""
+    root = tmp_path_factory.mktemp("bundle")
+    manifest = write_tiny_crops(tmp_path_factory.mktemp("crops"))
+    torch.manual_seed(0)
+    for modality in ("us", "ct", "fusion"):
+        network = build_classifier(modality, modality_dropout=0.2 if modality == "fusion" else 0.0)
+        train = load_datalist(str(manifest), modality, "train")
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+        network.train()
+        for batch in DataLoader(Dataset(train, train_transforms(modality, TINY_SIZE)), batch_size=len(train)):  # one epoch
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(network(batch["image"]), batch["label"]).backward()
+            optimizer.step()
+        network.eval()
+        (root / "models" / modality).mkdir(parents=True)
+        torch.save(network.state_dict(), root / "models" / modality / "model.pt")
+        runs = root / "runs" / modality
+        runs.mkdir(parents=True)
+        for part in ("val", "test"):
+            _predictions(network, manifest, modality, part, runs / f"predictions_{part}.csv")
+        write_model_report(str(runs), modality)
+    (root / "configs").mkdir()
+    shutil.copy(CONFIGS / "metadata.json", root / "configs")
+    config = json.loads((CONFIGS / "inference.json").read_text())
+    (root / "configs" / "inference.json").write_text(json.dumps({**config, "spatial_size": TINY_SIZE}, indent=4))
+    return root

@@ -15,67 +15,27 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import write_tiny_crops
+from conftest import TINY_SIZE as SIZE
 import torch
-from monai.data import DataLoader, Dataset
 from monai.visualize.class_activation_maps import default_normalizer
 from PIL import Image
 from pydicom.dataset import Dataset as DicomDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
-from BreastFusionLib.bundle.datalist import load_datalist
-from BreastFusionLib.bundle.report import write_model_report
 from BreastFusionLib.cli import main
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
 from BreastFusionLib.inference.heatmaps import min_max
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort
 from BreastFusionLib.synthetic.dicom import fake_identity
-from BreastFusionLib.transforms import eval_transforms, train_transforms
 
 CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
-SIZE = 32
 SCHEMA_MODEL_KEYS = {"probability", "threshold", "decision", "missing_modality"}
 
 
-def _predictions(network, manifest: Path, modality: str, part: str, path: Path) -> None:
-    items = load_datalist(str(manifest), modality, part)
-    batch = next(iter(DataLoader(Dataset(items, eval_transforms(modality, SIZE)), batch_size=len(items))))
-    with torch.no_grad():
-        probabilities = torch.softmax(network(batch["image"]), dim=1)[:, 1]
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case_id", "label", "prob_malignant"])
-        writer.writerows([item["case_id"], item["label"], f"{p:.6f}"] for item, p in zip(items, probabilities.tolist()))
-
-
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bundle")
-    manifest = write_tiny_crops(tmp_path_factory.mktemp("crops"))
-    torch.manual_seed(0)
-    for modality in ("us", "ct", "fusion"):
-        network = build_classifier(modality, modality_dropout=0.2 if modality == "fusion" else 0.0)
-        train = load_datalist(str(manifest), modality, "train")
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
-        network.train()
-        for batch in DataLoader(Dataset(train, train_transforms(modality, SIZE)), batch_size=len(train)):  # one epoch
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(network(batch["image"]), batch["label"]).backward()
-            optimizer.step()
-        network.eval()
-        (root / "models" / modality).mkdir(parents=True)
-        torch.save(network.state_dict(), root / "models" / modality / "model.pt")
-        runs = root / "runs" / modality
-        runs.mkdir(parents=True)
-        for part in ("val", "test"):
-            _predictions(network, manifest, modality, part, runs / f"predictions_{part}.csv")
-        write_model_report(str(runs), modality)
-    (root / "configs").mkdir()
-    shutil.copy(CONFIGS / "metadata.json", root / "configs")
-    config = json.loads((CONFIGS / "inference.json").read_text())
-    (root / "configs" / "inference.json").write_text(json.dumps({**config, "spatial_size": SIZE}, indent=4))
-    return root
+def bundle(tiny_bundle) -> Path:
+    return tiny_bundle
 
 
 @pytest.fixture(scope="module")
