@@ -10,7 +10,8 @@ import torch
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.networks.efficientnet import CBAMEfficientNetLite0, load_imagenet_lite0, lite0_weights_path
-from test_bundle import _workflow, _write_crops_manifest  # the bundle tests' tiny-crops fixture helpers
+from conftest import write_tiny_crops
+from test_bundle import _workflow  # the bundle tests' ConfigWorkflow helper
 
 
 def test_imagenet_weights_load_with_weights_only_and_every_key_is_used():
@@ -97,7 +98,7 @@ def test_unknown_backbone_is_refused():
 def test_bundle_trains_and_evaluates_lite0(tmp_path):
     dataset = tmp_path / "crops"
     dataset.mkdir()
-    _write_crops_manifest(dataset)
+    write_tiny_crops(dataset)
     options = {"modality": "us", "backbone": "cbam_efficientnet_lite0", "pretrained": "imagenet", "freeze": "backbone",
                "learning_rate": 0.01}
     train = _workflow(["train.json"], "train", dataset, tmp_path / "bundle", max_epochs=1, **options)
