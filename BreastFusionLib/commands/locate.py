@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from BreastFusionLib.commands.ct_options import add_ct_options
 from BreastFusionLib.ct.crop import ct_axial_crop
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
@@ -33,14 +33,7 @@ LOW_SCORE = 0.3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    # Let values such as "-47,243,-590" or "-5mm" through as values (Python < 3.13 takes them for options).
-    parser._negative_number_matcher = re.compile(r"^-\.?\d")
-    parser.add_argument("--ct", required=True, help="chest CT: DICOM folder, one DICOM file of the series, or .nii/.nii.gz/.nrrd/.mha")
-    parser.add_argument("--series-uid", help="CT series to use when the DICOM folder holds several")
-    parser.add_argument("--side", help="breast side: left/right (L/R)")
-    parser.add_argument("--clock", help="clock position: '2', '2:30', '230', \"2 o'clock\" (12 superior, 3 toward the patient's left)")
-    parser.add_argument("--distance", help="distance from the nipple in the coronal plane: '30', '30mm', '3cm' (a bare number is mm)")
-    parser.add_argument("--point", help="point mode: a RAS point 'x,y,z' in mm (as in 3D Slicer)")
+    add_ct_options(parser, ct_required=True)
     parser.add_argument("--nipple", help="nipple of the breast in question, RAS 'x,y,z' mm, instead of the automatic one")
     parser.add_argument("--diameter", default="20", help="lesion diameter for the CT crop, mm (default 20)")
     parser.add_argument("--out", help="output folder (clock mode): ct_crop.png, overlay.png, localization.json")

@@ -13,6 +13,7 @@ import math
 import re
 from pathlib import Path
 
+from BreastFusionLib.commands.ct_options import add_ct_options
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import load_bundle
@@ -29,19 +30,13 @@ _BOX = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?)\s*,\s*([-+]?\d+(?:\.\d*)?)\s*,\s*([
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser._negative_number_matcher = re.compile(r"^-\.?\d")  # let "-47,243,-590" through as a value
     parser.add_argument("--bundle", required=True, help="trained bundle folder (models/<m>/model.pt, runs/<m>/metrics.json)")
     parser.add_argument("--models", help="comma list among us,ct,fusion (default: every trained model the inputs allow)")
     parser.add_argument("--us", help="ultrasound image: PNG/JPEG/TIFF or DICOM")
     lesion = parser.add_mutually_exclusive_group()
     lesion.add_argument("--us-box", help="US lesion box 'x0,y0,x1,y1' in pixels (x = column, y = row)")
     lesion.add_argument("--us-mask", help="US lesion mask image (non-zero = lesion), same size as the US image")
-    parser.add_argument("--ct", help="chest CT: DICOM folder, one DICOM file of the series, or .nii/.nii.gz/.nrrd/.mha")
-    parser.add_argument("--series-uid", help="CT series to use when the DICOM folder holds several")
-    parser.add_argument("--point", help="CT lesion point 'x,y,z' RAS mm (as in 3D Slicer)")
-    parser.add_argument("--side", help="breast side left/right (with --clock and --distance)")
-    parser.add_argument("--clock", help="clock position, e.g. '2', '2:30'")
-    parser.add_argument("--distance", help="distance from the nipple, e.g. '30mm', '3cm'")
+    add_ct_options(parser)
     parser.add_argument("--lesion-diameter", help="lesion diameter in mm for the CT crop (default 20)")
     parser.add_argument("--spatial-size", type=int, help="network input size, when the bundle has no configs/ with it")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over horizontal/vertical flips")
