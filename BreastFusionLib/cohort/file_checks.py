@@ -11,16 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
+from pydicom.misc import is_dicom
 import SimpleITK as sitk
 from PIL import Image, UnidentifiedImageError
 
 from BreastFusionLib.ct.io import VOLUME_SUFFIXES
-
-
-def _is_dicom(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(128)
-        return handle.read(4) == b"DICM"
 
 
 def image_problem(path: Path) -> str | None:
@@ -29,7 +24,7 @@ def image_problem(path: Path) -> str | None:
         return "is a folder, not an image file"
     if path.stat().st_size == 0:
         return "the file is empty"
-    if _is_dicom(path):
+    if is_dicom(path):
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
         return None if "Rows" in dataset else "DICOM file without an image"
     try:

@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
+from pydicom.misc import is_dicom
 
 from BreastFusionLib.ct.volume import CTVolume, from_sitk
 from BreastFusionLib.errors import UserInputError
@@ -123,9 +124,7 @@ def load_ct(path: str | Path, series_uid: str | None = None) -> CTVolume:
         raise UserInputError(f"{path}: the file is empty")
     if any(str(path).lower().endswith(suffix) for suffix in VOLUME_SUFFIXES):
         return _load_volume_file(path)
-    with path.open("rb") as handle:
-        handle.seek(128)
-        if handle.read(4) == b"DICM":
-            uid = str(_header(str(path)).get("SeriesInstanceUID", "")) or None
-            return load_dicom_series(path.parent, series_uid or uid)
+    if is_dicom(path):
+        uid = str(_header(str(path)).get("SeriesInstanceUID", "")) or None
+        return load_dicom_series(path.parent, series_uid or uid)
     raise UserInputError(f"{path}: not a CT volume; give a DICOM folder or a .nii/.nii.gz/.nrrd/.mha file")

@@ -16,6 +16,7 @@ import numpy as np
 import pydicom
 from PIL import Image, UnidentifiedImageError
 from pydicom.errors import InvalidDicomError
+from pydicom.misc import is_dicom
 
 from BreastFusionLib.errors import UserInputError
 
@@ -140,10 +141,7 @@ def load_us_image(path: str | Path, frame: int | None = None) -> USImage:
         raise UserInputError(f"US image not found: {path}")
     if path.stat().st_size == 0:
         raise UserInputError(f"{path}: the file is empty")
-    with path.open("rb") as handle:
-        handle.seek(128)
-        is_dicom = handle.read(4) == b"DICM"
-    if is_dicom or path.suffix.lower() in (".dcm", ".dicom"):
+    if is_dicom(path) or path.suffix.lower() in (".dcm", ".dicom"):
         return _load_dicom(path, frame)
     return _load_picture(path)
 
