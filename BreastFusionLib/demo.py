@@ -34,11 +34,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
 MODALITIES = ("us", "ct", "fusion")
 
 
-_STARTED = time.perf_counter()
-
-
-def _step(message: str) -> None:
-    print(f"\n== [{time.perf_counter() - _STARTED:4.0f} s] {message}", flush=True)
+def _step(message: str, started: float) -> None:
+    print(f"\n== [{time.perf_counter() - started:4.0f} s] {message}", flush=True)
 
 
 _EPOCH_METRICS = re.compile(r"Epoch\[(\d+)\] Metrics -- .*val_auc: ([0-9.]+)")
@@ -67,15 +64,15 @@ def run_demo(out: Path, cases: int, seed: int, epochs: int | None, overrides: di
     """Run every step; return the report folder. ``overrides`` are extra bundle settings (e.g. for tests)."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    _step(f"1/5 synthetic paired cohort: {cases} cases (seed {seed})")
+    _step(f"1/5 synthetic paired cohort: {cases} cases (seed {seed})", started)
     manifest = generate_cohort(out / "cohort", cases=cases, seed=seed)
 
-    _step("2/5 patient-level stratified split: 65% train / 15% validation / 20% test")
+    _step("2/5 patient-level stratified split: 65% train / 15% validation / 20% test", started)
     rows = assign_splits(load_manifest(manifest), fractions=(0.65, 0.15, 0.2), seed=seed)
     split_manifest = out / "cohort" / "manifest_split.csv"
     write_manifest(rows, split_manifest)
 
-    _step("3/5 lesion crops (US overlays removed; CT axial soft-tissue window)")
+    _step("3/5 lesion crops (US overlays removed; CT axial soft-tissue window)", started)
     crops = prepare_cohort(str(split_manifest), str(out / "crops"))
 
     bundle_root, log = out / "bundle", out / "bundle.log"
@@ -85,11 +82,11 @@ def run_demo(out: Path, cases: int, seed: int, epochs: int | None, overrides: di
         common["max_epochs"] = epochs
     common.update(overrides or {})
     for index, modality in enumerate(MODALITIES, start=1):
-        _step(f"4/5 [{index}/3] {modality} model: train, then evaluate (log: {log})")
+        _step(f"4/5 [{index}/3] {modality} model: train, then evaluate (log: {log})", started)
         _bundle("training", ["train.json", "demo.json"], log, modality=modality, **common)
         _bundle("evaluating", ["train.json", "demo.json", "evaluate.json"], log, modality=modality, **common)
 
-    _step("5/5 comparison: Table 1, DeLong tests, combined ROC")
+    _step("5/5 comparison: Table 1, DeLong tests, combined ROC", started)
     runs = bundle_root / "runs"
     write_late_fusion_predictions(runs / "us", runs / "ct", runs / "late_fusion")
     report = out / "report"
