@@ -90,6 +90,15 @@ def test_frozen_mode_trains_only_cbam_and_head():
     assert model.us_branch._conv_stem.weight.grad is None
 
 
+def test_last_stage_mode_fine_tunes_the_stride_32_blocks_and_head_conv():
+    model = build_classifier("us", freeze="last_stage", backbone="cbam_efficientnet_lite0")
+    trainable = {name.split(".")[1] + ("." + name.split(".")[2] if name.split(".")[1] == "_blocks" else "")
+                 for name, p in model.named_parameters() if p.requires_grad and name.startswith("backbone.")}
+    assert trainable == {"_blocks.11", "_blocks.12", "_blocks.13", "_blocks.14", "_blocks.15", "_conv_head", "_bn1", "cbam"}
+    model.train()
+    assert model.backbone._blocks[11]._bn1.training and not model.backbone._blocks[10]._bn1.training
+
+
 def test_unknown_backbone_is_refused():
     with pytest.raises(ValueError, match="backbone must be one of"):
         build_classifier("us", backbone="vit")

@@ -152,6 +152,16 @@ def test_backbone_freeze_without_cbam_trains_the_head_only():
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {"head.1.weight", "head.1.bias"}
 
 
+def test_last_stage_freeze_also_trains_layer4():
+    model = build_classifier("fusion", freeze="last_stage")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any(name.startswith("us_branch.layer4.0.conv1.") for name in trainable)
+    assert any(name.startswith("ct_branch.layer4.2.bn3.") for name in trainable) and "head.1.weight" in trainable
+    assert all(name.startswith(("head.", "us_branch.layer4.", "ct_branch.layer4.")) or ".cbam." in name for name in trainable)
+    model.train()
+    assert model.us_branch.layer4[0].bn1.training and not model.us_branch.layer3[0].bn1.training
+
+
 def test_fusion_gradients_reach_both_branches():
     model = FusionClassifier()
     model(torch.rand(2, 2, 64, 64)).sum().backward()

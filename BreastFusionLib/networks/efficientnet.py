@@ -112,6 +112,7 @@ class CBAMEfficientNetLite0(nn.Module):
         self._blocks = nn.Sequential(*blocks)
         self._conv_head = SameConv2d(320, FEATURES, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(FEATURES, **_BN)
+        self.head_activation = nn.ReLU6()  # a module, so Grad-CAM can hook the exact map CBAM receives
         self.cbam = CBAM(FEATURES)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -122,10 +123,15 @@ class CBAMEfficientNetLite0(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last-stage map (B, 1280, H/32, W/32) before CBAM."""
         x = F.relu6(self._bn0(self._conv_stem((x - 0.5) / 0.5)))
-        return F.relu6(self._bn1(self._conv_head(self._blocks(x))))
+        return self.head_activation(self._bn1(self._conv_head(self._blocks(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.mean(self.cbam(self.feature_map(x)), dim=(2, 3))
+
+    def last_stage(self) -> nn.Module:
+        """The layers at 1/32 of the input size (the last two block stages, head conv + BN), see ``freeze``."""
+        first = sum(repeats for repeats, *_ in STAGES[:-2])
+        return nn.ModuleList([*self._blocks[first:], self._conv_head, self._bn1])
 
     def attention_module(self) -> SpatialGate:
         """The CBAM spatial gate on the last stage: hook its ``gate`` to read the attention map."""

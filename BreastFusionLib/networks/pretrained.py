@@ -9,8 +9,10 @@ folded: each new input channel gets ``sum over RGB / in_channels``, so one chann
 sum and a grey image gives the same first-layer response as in the RGB network.
 
 Freeze modes: ``none`` fine-tunes everything; ``backbone`` (the paper) freezes the pretrained
-extractor and trains the head, and CBAM too unless ``train_cbam=False``. Frozen batch-norm layers
-stay in eval mode while the rest trains (their running statistics do not move).
+extractor and trains the head, and CBAM too unless ``train_cbam=False``; ``last_stage`` also
+fine-tunes the extractor's last stage (the layers at 1/32 of the input size: ResNet-50's
+``layer4``, Lite0's last two block stages and head convolution). Frozen batch-norm layers stay in
+eval mode while the rest trains (their running statistics do not move).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.networks.resnet import CBAMResNet50
 
 IMAGENET_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
-FREEZE_MODES = ("none", "backbone")
+FREEZE_MODES = ("none", "last_stage", "backbone")
 
 
 @dataclass
@@ -130,4 +132,8 @@ def freeze(model: nn.Module, mode: str, train_cbam: bool = True) -> None:
     for name, parameter in model.named_parameters():
         in_head, is_cbam = name.startswith("head."), ".cbam." in name
         parameter.requires_grad = mode == "none" or in_head or (is_cbam and train_cbam)
+    if mode == "last_stage":
+        branches = [model.backbone] if hasattr(model, "backbone") else [model.us_branch, model.ct_branch]
+        for branch in branches:
+            branch.last_stage().requires_grad_(True)
     model.train(model.training)

@@ -63,6 +63,10 @@ class CBAMResNet50(ResNet):
             if isinstance(module, SpatialGate):
                 nn.init.zeros_(module.bn.weight)  # official CBAM init: the spatial gate starts at 0.5
 
+    def last_stage(self) -> nn.Module:
+        """The layers at 1/32 of the input size (``layer4``), fine-tuned by the ``last_stage`` freeze mode."""
+        return self.layer4
+
     def attention_module(self) -> SpatialGate:
         """The CBAM spatial gate of the last bottleneck of layer4 (the last-stage attention map)."""
         return self.layer4[-1].cbam.spatial_gate
