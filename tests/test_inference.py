@@ -2,11 +2,13 @@
 
 The bundle fixture trains each model (US, CT, fusion) for one epoch on tiny crops with the bundle's
 own transforms, writes validation/test predictions and calls ``write_model_report`` (threshold and
-calibration temperature), i.e. the layout ``monai.bundle run training|evaluating`` produces.
+calibration temperature), i.e. the layout ``monai.bundle run training|evaluating`` produces. The
+Lite0 bundle holds untrained CBAM-EfficientNet-Lite0 checkpoints with the same reports.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -17,25 +19,43 @@ import pydicom
 import pytest
 from conftest import TINY_SIZE as SIZE
 import torch
+from monai.visualize import GradCAM
 from monai.visualize.class_activation_maps import default_normalizer
 from PIL import Image
 from pydicom.dataset import Dataset as DicomDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
+from BreastFusionLib.bundle.report import write_model_report
 from BreastFusionLib.cli import main
+from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
-from BreastFusionLib.inference.heatmaps import min_max
+from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, GradCAMMaps, min_max, record_attention
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort
 from BreastFusionLib.synthetic.dicom import fake_identity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
 SCHEMA_MODEL_KEYS = {"probability", "threshold", "decision", "missing_modality"}
+LITE0 = "cbam_efficientnet_lite0"
+LITE0_SIZE = 64  # a 2x2 last stage, so that Grad-CAM maps are not constant
 
 
 @pytest.fixture(scope="module")
 def bundle(tiny_bundle) -> Path:
     return tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def lite0_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """``tiny_bundle``'s layout and predictions with untrained Lite0 checkpoints, reported at LITE0_SIZE."""
+    root = tmp_path_factory.mktemp("lite0") / "bundle"
+    shutil.copytree(tiny_bundle, root, ignore=shutil.ignore_patterns("model.pt"))
+    torch.manual_seed(0)
+    for modality in ("us", "ct", "fusion"):
+        torch.save(build_classifier(modality, backbone=LITE0).state_dict(), root / "models" / modality / "model.pt")
+        write_model_report(str(root / "runs" / modality), modality, LITE0_SIZE, LITE0)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +112,7 @@ def _check_schema(result: dict, out: Path, case: dict, models: set[str], have: s
             assert np.load(out / maps["attention"]).max() > 0  # non-zero inside the crop
     for name, entry in result["model"]["checkpoints"].items():
         assert entry["file"] == f"models/{name}/model.pt" and len(entry["sha256"]) == 64
+        assert entry["backbone"] in ("cbam_resnet50", LITE0)
     assert result["model"]["bundle_version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
     assert result["disclaimer"] == "Research use only. Not for clinical diagnosis."
     html = (out / "report.html").read_text()
@@ -198,14 +219,80 @@ def test_wrong_bundle_and_foreign_checkpoint(bundle, case, tmp_path, capsys):
 
 
 def test_input_size_comes_from_the_evaluated_model(bundle, tmp_path):
-    from BreastFusionLib.inference.bundle import load_bundle
-
-    copy = tmp_path / "bundle"
-    shutil.copytree(bundle, copy)
-    metrics_path = copy / "runs" / "us" / "metrics.json"
+    copied = tmp_path / "bundle"
+    shutil.copytree(bundle, copied)
+    metrics_path = copied / "runs" / "us" / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
     metrics_path.write_text(json.dumps({**metrics, "spatial_size": 48}))
-    loaded = load_bundle(copy, ["us", "ct"])
+    loaded = load_bundle(copied, ["us", "ct"])
     assert loaded.models["us"].spatial_size == 48  # what evaluation recorded wins over the configs
     assert loaded.models["ct"].spatial_size == SIZE
-    assert load_bundle(copy, ["us"], spatial_size=40).models["us"].spatial_size == 40
+    assert load_bundle(copied, ["us"], spatial_size=40).models["us"].spatial_size == 40
+
+
+def test_lite0_bundle_loads_and_predicts(lite0_bundle, case, tmp_path):
+    loaded = load_bundle(lite0_bundle)
+    assert {m.backbone for m in loaded.models.values()} == {LITE0}
+    assert {m.spatial_size for m in loaded.models.values()} == {LITE0_SIZE}  # recorded next to the backbone
+    box = tuple(float(v) for v in case["us_box"].split(","))
+    point = np.array([float(v) for v in case["ct_point_ras"].split(",")])
+    result = predict_case(loaded, us_image=case["folder"] / case["us_image"], us_box=box,
+                          ct=case["folder"] / case["ct_image"], ct_point=point)
+    out = tmp_path / "out"
+    write_outputs(result, loaded, out)
+    record = json.loads((out / "result.json").read_text())
+    _check_schema(record, out, case, {"us", "ct", "fusion"}, {"us", "ct"})
+    assert {c["backbone"] for c in record["model"]["checkpoints"].values()} == {LITE0}
+    assert "CBAM-EfficientNet-Lite0" in (out / "report.html").read_text()
+    assert any(maps["gradcam"].max() == 1 for branches in result.crop_heatmaps.values() for maps in branches.values())
+
+
+def test_checkpoint_of_another_backbone_than_metrics_json_or_of_neither_is_refused(bundle, tmp_path):
+    copy_root = tmp_path / "bundle"
+    shutil.copytree(bundle, copy_root)
+    metrics_path = copy_root / "runs" / "us" / "metrics.json"
+    metrics_path.write_text(json.dumps({**json.loads(metrics_path.read_text()), "backbone": LITE0}))
+    checkpoint = copy_root / "models" / "us" / "model.pt"
+    with pytest.raises(UserInputError, match="holds CBAM-ResNet-50 weights") as error:
+        load_bundle(copy_root, ["us"])
+    assert str(checkpoint) in str(error.value) and "runs/us/metrics.json" in str(error.value)
+    torch.save(torch.nn.Linear(2, 2).state_dict(), checkpoint)
+    with pytest.raises(UserInputError, match="neither") as error:
+        load_bundle(copy_root, ["us"])
+    assert str(checkpoint) in str(error.value)
+
+
+@pytest.mark.parametrize("backbone", ["cbam_resnet50", LITE0])
+def test_one_pass_fusion_gradcam_equals_monai_per_branch(backbone):
+    torch.manual_seed(0)  # an initialisation whose maps are not flat in either branch
+    network = build_classifier("fusion", backbone=backbone).eval().requires_grad_(False)
+    image = torch.rand(1, 2, 96, 96)
+    gradcam = GradCAMMaps(network, "fusion", backbone)
+    forwards = []
+    gradcam.hooked.model.head.register_forward_hook(lambda *_: forwards.append(1))
+    maps = gradcam(image, ["us", "ct"])
+    assert len(forwards) == 1  # both branches from one forward (and its one backward)
+    layers = [f"{BRANCHES['fusion'][b]}.{TARGET_LAYERS[backbone]}" for b in ("us", "ct")]
+    reference = GradCAM(nn_module=copy.deepcopy(network), target_layers=layers, postprocessing=min_max)
+    for index, branch in enumerate(("us", "ct")):
+        with torch.enable_grad():
+            expected = reference(image.clone().requires_grad_(True), class_idx=1, layer_idx=index)
+        assert maps[branch].shape == (1, 1, 96, 96) and maps[branch].max() == 1  # not a degenerate (flat) map
+        assert torch.allclose(maps[branch], expected, atol=1e-5)
+
+
+def test_lite0_heat_maps_have_the_input_shape_and_unit_range():
+    torch.manual_seed(2)
+    network = build_classifier("us", backbone=LITE0).eval().requires_grad_(False)
+    image = torch.rand(1, 1, LITE0_SIZE, LITE0_SIZE)
+    stage = {}
+    network.backbone.head_activation.register_forward_hook(lambda _m, _i, output: stage.update(target=output))
+    network.backbone.cbam.register_forward_pre_hook(lambda _m, inputs: stage.update(cbam=inputs[0]))
+    with record_attention(network, "us") as attention:
+        network(image)
+    assert stage["target"] is stage["cbam"]  # the Grad-CAM target is CBAM's input
+    gradcam = GradCAMMaps(network, "us", LITE0)(image, ["us"])["us"]
+    assert attention["us"].shape == (1, 1, LITE0_SIZE // 32, LITE0_SIZE // 32)
+    assert gradcam.shape == (1, 1, LITE0_SIZE, LITE0_SIZE)
+    for heat in (attention["us"], gradcam):
+        assert heat.min() >= 0 and heat.max() <= 1

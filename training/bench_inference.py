@@ -2,15 +2,20 @@
 
 Compares eager, channels_last, TorchScript (traced) and ONNX Runtime (only if ``onnxruntime`` is
 already importable; no dependency is added) side by side, on synthetic cases, at the bundle's
-``spatial_size``. Crop extraction and heat maps are timed through ``predict_case`` (eager).
+``spatial_size``. Crop extraction and heat maps are timed through ``predict_case`` (eager); each
+model's warm forward and Grad-CAM (one forward + backward for all its branches) are also timed alone.
+``--untrained-size N --backbone B`` replaces the bundle's networks by untrained ones of backbone B at
+input size N, keeping the bundle's thresholds: latency does not depend on the weights.
 
     python training/bench_inference.py --bundle out/demo/bundle [--cases 5] [--repeats 5] [--spatial-size 64]
+    python training/bench_inference.py --bundle out/demo/bundle --untrained-size 224 --backbone cbam_efficientnet_lite0
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import platform
 import statistics
@@ -21,9 +26,11 @@ from pathlib import Path
 
 import torch
 
-from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.bundle import Bundle, load_bundle
 from BreastFusionLib.inference.case import model_input, predict_case
+from BreastFusionLib.inference.heatmaps import BRANCHES
 from BreastFusionLib.cohort.manifest import load_manifest
+from BreastFusionLib.networks import BACKBONES, build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 
 MODELS = ("us", "ct", "fusion")
@@ -60,22 +67,43 @@ def _variants(network: torch.nn.Module, example: torch.Tensor) -> dict:
     return variants
 
 
+def _untrained(bundle: Bundle, backbone: str) -> None:
+    """Replace every network of ``bundle`` by an untrained ``backbone`` one (thresholds and sizes are kept)."""
+    torch.manual_seed(0)
+    for name, model in bundle.models.items():
+        network = build_classifier(name, backbone=backbone).eval().requires_grad_(False)
+        bundle.models[name] = dataclasses.replace(model, network=network, backbone=backbone, torchscript=False,
+                                                  gradcam=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--cases", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--spatial-size", type=int)
+    parser.add_argument("--untrained-size", type=int, help="time untrained networks at this input size instead")
+    parser.add_argument("--backbone", choices=BACKBONES, help="of the untrained networks (default cbam_resnet50)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
+    if args.backbone and not args.untrained_size:
+        parser.error("--backbone needs --untrained-size")
+    if args.untrained_size and args.spatial_size:
+        parser.error("--untrained-size sets the input size: leave out --spatial-size")
 
     start = time.perf_counter()
-    bundle = load_bundle(args.bundle, MODELS, spatial_size=args.spatial_size)
+    bundle = load_bundle(args.bundle, MODELS, spatial_size=args.untrained_size or args.spatial_size)
     load_s = time.perf_counter() - start
+    if args.untrained_size:
+        _untrained(bundle, args.backbone or "cbam_resnet50")
+    backbones = sorted({model.backbone for model in bundle.models.values()})
+    weights = (f"UNTRAINED {', '.join(backbones)} (random initialisation: timings only, probabilities meaningless; "
+               f"thresholds from the bundle)" if args.untrained_size else f"the bundle's trained {', '.join(backbones)}")
     size = next(iter(bundle.models.values())).spatial_size
     stages: dict[str, list[float]] = {}
     forward: dict[str, dict[str, list[float]]] = {m: {} for m in MODELS}
+    gradcam: dict[str, list[float]] = {m: [] for m in MODELS}
     with tempfile.TemporaryDirectory() as folder:
         rows = load_manifest(generate_cohort(folder, cases=args.cases, seed=args.seed, workers=1))
         for row in rows:
@@ -89,13 +117,17 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.no_grad():
                     for variant, call in _variants(model.network, x).items():
                         forward[name].setdefault(variant, []).append(_median_ms(lambda: call(x), args.repeats))
+                if model.gradcam is not None:  # none for TorchScript models (no hooks)
+                    gradcam[name].append(_median_ms(lambda: model.gradcam(x, list(BRANCHES[name])), args.repeats))
     report = {
         "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "spatial_size": size,
-        "cases": args.cases, "bundle_load_s": round(load_s, 2),
+        "cases": args.cases, "bundle_load_s": round(load_s, 2), "weights": weights,
         "stages_ms_median": {k: round(statistics.median(v), 1) for k, v in stages.items()},
         "forward_ms_median": {m: {v: round(statistics.median(t), 1) for v, t in d.items()} for m, d in forward.items()},
+        "gradcam_ms_median": {m: round(statistics.median(t), 1) if t else None for m, t in gradcam.items()},
     }
+    print(f"weights: {weights}")
     print(f"bundle loaded once in {load_s:.2f} s; spatial_size {size}; {args.cases} synthetic cases; "
           f"{torch.get_num_threads()} torch threads")
     print("\nstage (predict_case, eager)          median ms")
@@ -107,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<26} | " + " | ".join(f"{report['forward_ms_median'][name][v]:.1f}" for v in variants))
     if "onnxruntime" not in variants:
         print("  (ONNX Runtime not installed: skipped)")
+    print("\nper model, batch 1, warm median ms | forward (eager) | Grad-CAM (1 forward + 1 backward, all branches)")
+    for name in MODELS:
+        cam = report["gradcam_ms_median"][name]
+        cam = "-" if cam is None else f"{cam:.1f}"
+        print(f"  {name:<32} | {report['forward_ms_median'][name]['eager']:15.1f} | {cam:>8}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -4,7 +4,8 @@ For each case the fusion model predicts from the US image (lesion crop from its 
 (crop at the true mass point); a heat map "hits" when its maximum lies inside the lesion: US, inside
 the lesion mask; CT, within the lesion radius (in mm, in the axial plane) of the mass point. Grad-CAM
 is computed for the case's true class (the usual pointing-game protocol). The chance level is the
-lesion's share of the crop area (a map maximum placed at random inside the crop).
+lesion's share of the crop area (a map maximum placed at random inside the crop). Any backbone
+``load_bundle`` detects (CBAM-ResNet-50 or CBAM-EfficientNet-Lite0) works.
 
     python training/pointing_game.py --bundle out/demo/bundle [--cases 50] [--seed 11]
 """
@@ -74,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                     hits[(branch, kind)].append(bool(peak is not None and lesion[branch][peak]))
     report = {
         "date": time.strftime("%Y-%m-%d"), "cases": len(rows), "seed": args.seed,
+        "backbone": bundle.models["fusion"].backbone,
         "spatial_size": bundle.models["fusion"].spatial_size, "seconds": round(time.perf_counter() - start, 1),
         "hit_rate": {f"{b}_{k}": round(float(np.mean(v)), 3) for (b, k), v in hits.items()},
         "flat_maps": {f"{b}_{k}": n for (b, k), n in flat.items()},
         "chance": {b: round(float(np.mean(v)), 3) for b, v in chance.items()},
     }
-    print(f"pointing game, fusion model, {len(rows)} synthetic cases (seed {args.seed}), "
+    print(f"pointing game, fusion model ({report['backbone']}), {len(rows)} synthetic cases (seed {args.seed}), "
           f"input {report['spatial_size']}x{report['spatial_size']}")
     for branch in ("us", "ct"):
         for kind in HEATMAP_KINDS:

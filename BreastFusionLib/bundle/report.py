@@ -35,17 +35,20 @@ def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return [row["case_id"] for row in rows], labels, probabilities
 
 
-def write_model_report(output_dir: str, modality: str, spatial_size: int | None = None) -> dict:
+def write_model_report(output_dir: str, modality: str, spatial_size: int | None = None,
+                       backbone: str | None = None) -> dict:
     """Threshold from validation, metrics on test, figures; returns the metrics written to metrics.json.
 
-    ``spatial_size`` (the model's input size) is recorded so that inference uses the same one.
+    ``spatial_size`` (the model's input size) and ``backbone`` ("cbam_resnet50" or
+    "cbam_efficientnet_lite0") are recorded so that inference uses the same ones.
     """
     out = Path(output_dir)
     _, val_labels, val_probabilities = read_predictions(out / "predictions_val.csv")
     _, test_labels, test_probabilities = read_predictions(out / "predictions_test.csv")
     threshold = youden_threshold(val_labels, val_probabilities)
     metrics = threshold_metrics(test_labels, test_probabilities, threshold)
-    metrics.update({"model": modality, "spatial_size": spatial_size, "threshold_rule": "Youden's J on the validation predictions",
+    metrics.update({"model": modality, "spatial_size": spatial_size, "backbone": backbone,
+                    "threshold_rule": "Youden's J on the validation predictions",
                     "data": "test split", "temperature": fit_temperature(val_labels, val_probabilities),
                     "temperature_rule": "temperature scaling fitted on the validation predictions (NLL)"})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -9,6 +9,10 @@ else ``configs/inference.json`` or ``configs/train.json`` (``spatial_size``), an
 ``configs/metadata.json`` (``version``). A bundle without ``configs/`` (the demo writes none) is read
 with the repository's configs; ``spatial_size`` can always be given explicitly.
 
+The backbone each model was trained with is read from its checkpoint's parameter names (Lite0:
+``_conv_stem``; ResNet-50: ``layer4``) and must agree with the ``backbone`` that evaluation recorded
+in ``runs/<m>/metrics.json``, when it did.
+
 Checkpoints are loaded with ``torch.load(weights_only=True)``: an untrusted file is never unpickled.
 """
 
@@ -26,9 +30,10 @@ from torch import nn
 from BreastFusionLib.bundle.report import read_predictions
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.calibration import fit_temperature
-from BreastFusionLib.networks import MODALITIES, build_classifier
+from BreastFusionLib.networks import BACKBONES, MODALITIES, build_classifier
 
 REPOSITORY_CONFIGS = Path(__file__).resolve().parents[2] / "monai_bundle" / "configs"
+ARCHITECTURES = {"cbam_resnet50": "CBAM-ResNet-50", "cbam_efficientnet_lite0": "CBAM-EfficientNet-Lite0"}
 
 
 @dataclass
@@ -42,6 +47,7 @@ class LoadedModel:
     spatial_size: int
     checkpoint: Path
     sha256: str
+    backbone: str  # "cbam_resnet50" or "cbam_efficientnet_lite0"
     torchscript: bool = False
     gradcam: Any = field(default=None, repr=False)  # heatmaps.GradCAMMaps, built on first use
 
@@ -86,8 +92,8 @@ def _spatial_size(configs: Path) -> int:
     raise UserInputError(f"{configs}: no 'spatial_size' in inference.json or train.json")
 
 
-def _operating_point(root: Path, modality: str) -> tuple[float, float, int | None]:
-    """(threshold, temperature, input size) of a model from ``runs/<m>/metrics.json``; T fitted here if absent."""
+def _operating_point(root: Path, modality: str) -> tuple[float, float, int | None, str | None]:
+    """(threshold, temperature, input size, backbone) from ``runs/<m>/metrics.json``; T fitted here if absent."""
     metrics_path = root / "runs" / modality / "metrics.json"
     if not metrics_path.is_file():
         raise UserInputError(f"bundle {root}: {metrics_path.relative_to(root)} is missing: evaluate the {modality} model "
@@ -102,16 +108,35 @@ def _operating_point(root: Path, modality: str) -> tuple[float, float, int | Non
         temperature = fit_temperature(*read_predictions(predictions)[1:]) if predictions.is_file() else 1.0
     if not isinstance(temperature, (int, float)) or not temperature > 0:
         raise UserInputError(f"{metrics_path}: 'temperature' must be > 0, got {temperature!r}")
+    backbone = metrics.get("backbone")
+    if backbone is not None and backbone not in BACKBONES:
+        raise UserInputError(f"{metrics_path}: 'backbone' must be one of {', '.join(BACKBONES)}, got {backbone!r}")
     size = metrics.get("spatial_size")
-    return float(threshold), float(temperature), int(size) if isinstance(size, (int, float)) and size > 0 else None
+    size = int(size) if isinstance(size, (int, float)) and size > 0 else None
+    return float(threshold), float(temperature), size, backbone
 
 
-def _load_network(checkpoint: Path, modality: str, device: torch.device) -> nn.Module:
+def _backbone(checkpoint: Path, modality: str, keys, recorded: str | None) -> str:
+    """The backbone whose parameter names ``keys`` holds, checked against the one metrics.json ``recorded``."""
+    found = ("cbam_efficientnet_lite0" if any("_conv_stem" in k for k in keys)
+             else "cbam_resnet50" if any("layer4" in k for k in keys) else None)
+    if found is None:
+        raise UserInputError(f"{checkpoint}: not a checkpoint of a {modality} BreastFusion classifier (neither "
+                             f"CBAM-ResNet-50 'layer4' nor CBAM-EfficientNet-Lite0 '_conv_stem' weights)")
+    if recorded is not None and recorded != found:
+        raise UserInputError(f"{checkpoint}: holds {ARCHITECTURES[found]} weights, but runs/{modality}/metrics.json "
+                             f"says the model was evaluated with backbone {recorded!r}")
+    return found
+
+
+def _load_network(checkpoint: Path, modality: str, device: torch.device, recorded: str | None) -> tuple[nn.Module, str]:
+    """The network in ``checkpoint`` (eval mode, frozen) and its backbone."""
     if checkpoint.suffix == ".ts":
         try:
-            return torch.jit.load(str(checkpoint), map_location=device).eval()
+            network = torch.jit.load(str(checkpoint), map_location=device).eval()
         except (RuntimeError, ValueError) as error:
             raise UserInputError(f"{checkpoint}: not a loadable TorchScript model ({error})") from None
+        return network, _backbone(checkpoint, modality, network.state_dict(), recorded)
     try:
         state = torch.load(checkpoint, map_location=device, weights_only=True)
     except Exception as error:  # pickle, zip and weights-only errors come in many types
@@ -121,24 +146,26 @@ def _load_network(checkpoint: Path, modality: str, device: torch.device) -> nn.M
         state = state["model"]  # a resume checkpoint {"model": ..., "optimizer": ...}
     if not isinstance(state, dict):
         raise UserInputError(f"{checkpoint}: holds a {type(state).__name__}, not a state dict")
-    network = build_classifier(modality)
+    backbone = _backbone(checkpoint, modality, state, recorded)
+    network = build_classifier(modality, backbone=backbone)
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
         missing, unexpected = network.state_dict().keys() - state.keys(), state.keys() - network.state_dict().keys()
         detail = (f"{len(missing)} missing keys (e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected keys "
                   f"(e.g. {sorted(unexpected)[:3]})") if missing or unexpected else str(error).splitlines()[-1].strip()[:300]
-        raise UserInputError(f"{checkpoint}: not a checkpoint of the {modality} CBAM-ResNet-50 classifier "
+        raise UserInputError(f"{checkpoint}: not a checkpoint of the {modality} {ARCHITECTURES[backbone]} classifier "
                              f"(another architecture or modality: {detail})") from None
-    return network.to(device).eval().requires_grad_(False)  # Grad-CAM needs activation gradients only
+    return network.to(device).eval().requires_grad_(False), backbone  # Grad-CAM needs activation gradients only
 
 
 def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODALITIES, spatial_size: int | None = None,
                 device: str | torch.device = "cpu") -> Bundle:
     """Load the ``modalities`` ("us", "ct", "fusion") of the trained bundle in ``root``, once.
 
+    Each checkpoint is loaded into the backbone its parameter names show (see the module docstring).
     Raises ``UserInputError`` naming what is missing (folder, checkpoint, metrics.json) or the
-    checkpoint that does not fit the architecture.
+    checkpoint that fits neither backbone, contradicts metrics.json or does not fit the architecture.
     """
     root = Path(root)
     if not root.is_dir():
@@ -162,9 +189,9 @@ def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODA
         if checkpoint is None:
             raise UserInputError(f"bundle {root}: models/{modality}/model.pt (or model.ts) is missing: "
                                  f"train the {modality} model or leave it out of --models")
-        threshold, temperature, evaluated_size = _operating_point(root, modality)
-        network = _load_network(checkpoint, modality, device)
+        threshold, temperature, evaluated_size, recorded = _operating_point(root, modality)
+        network, backbone = _load_network(checkpoint, modality, device, recorded)
         model_size = int(spatial_size) if spatial_size else (evaluated_size or size)
         bundle.models[modality] = LoadedModel(modality, network, threshold, temperature, model_size, checkpoint,
-                                              sha256(checkpoint), torchscript=checkpoint.suffix == ".ts")
+                                              sha256(checkpoint), backbone, torchscript=checkpoint.suffix == ".ts")
     return bundle

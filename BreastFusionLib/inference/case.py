@@ -196,7 +196,7 @@ def predict_case(
             continue
         with _Timer(timings, f"heatmaps_{name}"):
             if model.gradcam is None:
-                model.gradcam = GradCAMMaps(model.network, name)  # built once per loaded model
+                model.gradcam = GradCAMMaps(model.network, name, model.backbone)  # built once per loaded model
             gradcam = model.gradcam(image, present, class_index)
             for branch in present:
                 crop = crops[branch]

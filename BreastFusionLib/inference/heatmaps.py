@@ -1,16 +1,18 @@
 """Heat maps of one prediction: last-stage CBAM spatial attention and Grad-CAM, one per branch.
 
-* Attention: the sigmoid output of the last bottleneck's CBAM spatial gate (``attention_module().gate``),
+* Attention: the sigmoid output of the last-stage CBAM spatial gate (``attention_module().gate``),
   read with a forward hook during the ordinary forward pass. It is what the network itself weighted,
   independent of the class; values in (0, 1), shown as they are (not rescaled).
-* Grad-CAM (``monai.visualize.GradCAM``) on the last stage (``layer4``) of each branch, for a chosen
-  class (malignant by default). MONAI's default ``postprocessing`` maps (min, max) to (1, 0), i.e. it
-  flips the map so that the most important region looks least important; ``min_max`` below keeps
-  high = important.
+* Grad-CAM on the last-stage map of each branch (``TARGET_LAYERS``), for a chosen class (malignant by
+  default), from MONAI's ``ModelWithHooks``: one forward and one backward pass give every branch's
+  map, computed as ``monai.visualize.GradCAM`` does (a test pins the equality). MONAI's default
+  ``postprocessing`` maps (min, max) to (1, 0), i.e. it flips the map so that the most important
+  region looks least important; ``min_max`` below keeps high = important.
 
-Maps come at the network's feature resolution (spatial_size / 32), are upsampled bilinearly to the
-300x300 crop and then mapped back into the original image (US: the image's rows x cols; CT: the
-axial slice ``volume.hu[slice_index]``) through the crop's ``CropBox``; pixels outside the crop are 0.
+Maps come at the network's feature resolution (spatial_size / 32): Grad-CAM is upsampled to the
+input size (as MONAI does), then both are upsampled bilinearly to the 300x300 crop and mapped back
+into the original image (US: the image's rows x cols; CT: the axial slice ``volume.hu[slice_index]``)
+through the crop's ``CropBox``; pixels outside the crop are 0.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.visualize import GradCAM
+from monai.visualize import default_upsampler
 from monai.visualize.class_activation_maps import ModelWithHooks
 from scipy import ndimage
 from torch import nn
 
 from BreastFusionLib.crop import CropBox
 
-# For each model: crop key (branch) -> the attribute holding that branch's CBAM-ResNet-50.
+# For each model: crop key (branch) -> the attribute holding that branch's backbone.
 BRANCHES = {"us": {"us": "backbone"}, "ct": {"ct": "backbone"}, "fusion": {"us": "us_branch", "ct": "ct_branch"}}
+# Grad-CAM target in a backbone: the module whose output is the last-stage map that CBAM receives.
+TARGET_LAYERS = {"cbam_resnet50": "layer4", "cbam_efficientnet_lite0": "head_activation"}
 MALIGNANT = 1
 
 
@@ -62,24 +66,30 @@ def record_attention(network: nn.Module, modality: str):
 
 
 class GradCAMMaps:
-    """Grad-CAM of each branch of one network.
+    """Grad-CAM of every branch of one network, from one forward and one backward pass.
 
     MONAI registers its hooks for good (they cannot be removed, and a module with backward hooks
     cannot be traced or scripted), so they go on a private copy of the network, made once.
     """
 
-    def __init__(self, network: nn.Module, modality: str) -> None:
+    def __init__(self, network: nn.Module, modality: str, backbone: str) -> None:
         self.branches = list(BRANCHES[modality])
-        layers = [f"{BRANCHES[modality][b]}.layer4" for b in self.branches]
-        hooked = ModelWithHooks(copy.deepcopy(network).eval(), layers, register_forward=True, register_backward=True)
-        self.cam = GradCAM(nn_module=hooked, target_layers=layers, postprocessing=min_max)
+        layers = [f"{BRANCHES[modality][b]}.{TARGET_LAYERS[backbone]}" for b in self.branches]
+        self.hooked = ModelWithHooks(copy.deepcopy(network).eval(), layers, register_forward=True, register_backward=True)
 
     def __call__(self, image: torch.Tensor, branches: list[str], class_index: int = MALIGNANT) -> dict[str, torch.Tensor]:
         """Maps (B, 1, H, W) at the input size for ``branches``, each in [0, 1]."""
-        image = image.detach().clone().requires_grad_(True)  # the graph reaches layer4 even with frozen weights
+        image = image.detach().clone().requires_grad_(True)  # the graph reaches the target even with frozen weights
         with torch.enable_grad():
-            return {b: self.cam(image, class_idx=class_index, layer_idx=self.branches.index(b)).detach()
-                    for b in branches}
+            _, activations, gradients = self.hooked(image, class_idx=class_index)
+        upsample = default_upsampler(image.shape[2:])
+        maps = {}
+        for branch in branches:
+            index = self.branches.index(branch)
+            weights = gradients[index].mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
+            cam = F.relu((weights * activations[index]).sum(1, keepdim=True))
+            maps[branch] = min_max(upsample(cam)).detach()
+        return maps
 
 
 def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:

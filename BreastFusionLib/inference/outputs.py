@@ -107,7 +107,8 @@ def write_outputs(result: CaseResult, bundle: Bundle, out_dir: str | Path) -> di
         "overlays": overlays,
         "model": {"bundle_version": bundle.version,
                   "checkpoints": {name: {"file": bundle.models[name].checkpoint.relative_to(bundle.root).as_posix(),
-                                         "sha256": bundle.models[name].sha256} for name in result.models}},
+                                         "sha256": bundle.models[name].sha256, "backbone": bundle.models[name].backbone}
+                                  for name in result.models}},
         "timings_s": result.timings_s,
         "disclaimer": DISCLAIMER,
     }

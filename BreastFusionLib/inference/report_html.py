@@ -6,6 +6,8 @@ import base64
 from html import escape
 from pathlib import Path
 
+from BreastFusionLib.inference.bundle import ARCHITECTURES
+
 NAMES = {"us": "Ultrasound (US)", "ct": "Chest CT", "fusion": "US + CT fusion"}
 
 
@@ -38,8 +40,8 @@ def write_report_html(path: Path, record: dict, result, bundle, out: Path) -> No
                      for key, file in record["crops"].items())
     overlays = "".join(f"<h3>{NAMES[key]}: attention and Grad-CAM</h3>{_image(out / file, key + ' overlay')}"
                        for key, file in record["overlays"].items())
-    checkpoints = "".join(f"<li>{name}: {escape(c['file'])}, sha256 {c['sha256'][:16]}…</li>"
-                          for name, c in record["model"]["checkpoints"].items())
+    checkpoints = "".join(f"<li>{name}: {ARCHITECTURES[c['backbone']]}, {escape(c['file'])}, "
+                          f"sha256 {c['sha256'][:16]}…</li>" for name, c in record["model"]["checkpoints"].items())
     notes = "".join(f"<li>{escape(note)}</li>" for note in result.notes)
     timings = ", ".join(f"{escape(k)} {v:.2f} s" for k, v in record["timings_s"].items())
     html = f"""<!DOCTYPE html>
