@@ -96,6 +96,14 @@ def run_demo(out: Path, cases: int, seed: int, epochs: int | None, overrides: di
     return report
 
 
+def _bundle_setting(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` -> (key, value), passed to the bundle as ``--KEY VALUE``."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (a bundle setting), got {text!r}")
+    return key.strip(), value.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description="BreastFusion demo on a synthetic paired US + CT cohort.")
@@ -103,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override demo.json's max_epochs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_bundle_setting,
+                        help="any other bundle setting, e.g. --set backbone=cbam_efficientnet_lite0 --set spatial_size=224")
     args = parser.parse_args(argv)
     try:
-        run_demo(args.out, args.cases, args.seed, args.epochs)
+        run_demo(args.out, args.cases, args.seed, args.epochs, dict(args.set))
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,8 +1,11 @@
 """The main job end to end on a tiny cohort: cohort -> splits -> crops -> three models -> Table 1."""
 
+import argparse
 import json
 
-from BreastFusionLib.demo import run_demo
+import pytest
+
+from BreastFusionLib.demo import _bundle_setting, run_demo
 
 
 def test_demo_writes_the_comparison_report(tmp_path, capsys):
@@ -15,3 +18,10 @@ def test_demo_writes_the_comparison_report(tmp_path, capsys):
     assert (report / "roc_all.png").stat().st_size > 10_000
     out = capsys.readouterr().out
     assert "epoch 1: validation AUC" in out and "Report:" in out
+
+
+def test_demo_bundle_settings_parse_and_bad_ones_are_named():
+    assert _bundle_setting("spatial_size=224") == ("spatial_size", "224")
+    assert _bundle_setting(" backbone = cbam_efficientnet_lite0 ") == ("backbone", "cbam_efficientnet_lite0")
+    with pytest.raises(argparse.ArgumentTypeError, match="'spatial_size'"):
+        _bundle_setting("spatial_size")
