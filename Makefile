@@ -35,10 +35,10 @@ bench: env
 	test -f $(BENCH_OUT)/data/blanked/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/blanked
 	test -f $(BENCH_OUT)/data/box/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/box --shape box
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT) --tag overlays_removed \
-		--options lite0_frozen,resnet50_scratch,resnet50_imagenet $(if $(RESNET50_WEIGHTS),--resnet50-weights $(RESNET50_WEIGHTS))
-	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/kept --out $(BENCH_OUT) --tag overlays_kept --options lite0_frozen
-	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/blanked --out $(BENCH_OUT) --tag lesion_blanked --options lite0_frozen
-	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/box --out $(BENCH_OUT) --tag lesion_box_blanked --options lite0_frozen
+		--options lite0_last_stage,lite0_frozen,resnet50_scratch,resnet50_imagenet $(if $(RESNET50_WEIGHTS),--resnet50-weights $(RESNET50_WEIGHTS))
+	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/kept --out $(BENCH_OUT) --tag overlays_kept --options lite0_last_stage
+	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/blanked --out $(BENCH_OUT) --tag lesion_blanked --options lite0_last_stage
+	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/box --out $(BENCH_OUT) --tag lesion_box_blanked --options lite0_last_stage
 	$(PY) training/bench_busi.py table --out $(BENCH_OUT) --figure $(BENCH_OUT)/busi_roc.png
 	$(NICE) $(PY) training/bench_feature_cache.py --dataset $(BENCH_OUT)/data/removed --images 64 --size 300 --throughput --out $(BENCH_OUT)/feature_cache.json
 

@@ -52,3 +52,25 @@ def test_importer_handles_conflicts_masks_groups_and_folds(mini_busi, tmp_path):
 def test_importer_names_a_wrong_folder(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 1 and "near_duplicates.csv not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_whole_image_crops_and_their_box_blanked_copy(mini_busi, tmp_path):
+    out, blanked = tmp_path / "whole", tmp_path / "blanked"
+    result = subprocess.run([sys.executable, str(SCRIPT), str(mini_busi), str(out), "--folds", "3", "--lesion-fraction", "none",
+                             "--keep-overlays"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "import_report.json").read_text())["lesion_fraction"] is None
+    bench = SCRIPT.parent / "bench_busi.py"
+    result = subprocess.run([sys.executable, str(bench), "blank", "--dataset", str(out), "--out", str(blanked), "--shape", "box"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((blanked / "blank_report.json").read_text())
+    assert report["lesion_fraction"] is None and report["cases"] == 10
+    assert 0.0 < report["mean_lesion_fraction_of_crop"] < 0.25  # lesion-scaled crops put the box at ~25% of the crop
+
+
+def test_a_bad_lesion_fraction_is_named(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), str(tmp_path / "out"), "--lesion-fraction", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "lesion fraction must be in (0, 1] or 'none', got '2'" in result.stderr

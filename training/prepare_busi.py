@@ -1,6 +1,7 @@
 """Import BUSI (Al-Dhabyani et al. 2020) for US-only training: a manifest, lesion masks, folds and crops.
 
     python training/prepare_busi.py ../shared/data/BUSI OUT [--folds 5] [--seed 0] [--keep-overlays]
+        [--lesion-fraction 0.5 | --lesion-fraction none]
 
 - ``normal`` images have no lesion and are left out (counted in the report);
 - multi-mask files (``(N)_mask.png``, ``_mask_1``, ``_mask_2``) are OR-ed into one mask per image;
@@ -11,7 +12,9 @@
   pairs of ``near_duplicates.csv`` become split groups so near-identical images never sit on both
   sides of a fold;
 - duplicate-aware, label-stratified folds (``--folds``), then the 300x300 lesion crops with
-  overlays removed (``--keep-overlays`` skips removal, for the shortcut check) into ``OUT/crops``.
+  overlays removed (``--keep-overlays`` skips removal, for the shortcut check) into ``OUT/crops``;
+  ``--lesion-fraction none`` crops the largest square the image holds around the lesion instead of
+  scaling the crop to the lesion (a crop scale that does not encode lesion size, for the shortcut check).
 
 Writes ``OUT/raw_manifest.csv`` (original images and OR-ed masks), ``OUT/manifest.csv`` (the crops,
 which the bundle trains on) and ``OUT/import_report.json``.
@@ -35,6 +38,7 @@ from PIL import Image
 from BreastFusionLib.cohort.manifest import write_manifest
 from BreastFusionLib.cohort.prepare import prepare_cohort
 from BreastFusionLib.cohort.splits import assign_folds
+from BreastFusionLib.crop import DEFAULT_LESION_FRACTION
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.us.io import load_lesion_mask, load_us_image
 
@@ -106,6 +110,19 @@ def collect_cases(busi: Path, out: Path) -> tuple[list[dict], dict]:
     return cases, report
 
 
+def _lesion_fraction(text: str) -> float | None:
+    """A number in (0, 1], or 'none' (the largest square crop the image holds)."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"lesion fraction must be in (0, 1] or 'none', got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-overlays", action="store_true", help="do not remove burned-in overlays")
     parser.add_argument("--size", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--lesion-fraction", type=_lesion_fraction, default=DEFAULT_LESION_FRACTION,
+                        help="lesion side / crop side (default %(default)s), or 'none': the largest square in the image")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
@@ -123,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         cases, report = collect_cases(args.busi, args.out)
         cases = assign_folds(cases, args.folds, args.seed)
         raw = write_manifest(cases, args.out / "raw_manifest.csv")
-        crops = prepare_cohort(str(raw), str(args.out), size=args.size, workers=args.workers,
-                               clean_overlays=not args.keep_overlays)
+        crops = prepare_cohort(str(raw), str(args.out), size=args.size, lesion_fraction=args.lesion_fraction,
+                               workers=args.workers, clean_overlays=not args.keep_overlays)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     report.update({"folds": args.folds, "seed": args.seed, "overlays_removed": not args.keep_overlays,
+                   "lesion_fraction": args.lesion_fraction,
                    "seconds": round(time.perf_counter() - started, 1)})
     (args.out / "import_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
