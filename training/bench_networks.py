@@ -7,6 +7,7 @@ channels_last. Prints the machine and a table with the channels_last / contiguou
 
     python training/bench_networks.py                         # CPU, 300x300, batch 8
     python training/bench_networks.py --device cuda --amp     # on a GPU machine
+    python training/bench_networks.py --backbone cbam_efficientnet_lite0 --freeze last_stage --size 224
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from contextlib import nullcontext
 
 import torch
 
-from BreastFusionLib.networks import build_classifier
+from BreastFusionLib.networks import BACKBONES, build_classifier
+from BreastFusionLib.networks.pretrained import FREEZE_MODES
 
 CHANNELS = {"us": 1, "ct": 1, "fusion": 2}
 
@@ -45,11 +47,11 @@ def images_per_second(modality: str, mode: str, layout: str, args: argparse.Name
     """Time ``args.iters`` batches of ``mode`` ("inference" or "training") for one model and layout."""
     device = torch.device(args.device)
     memory_format = torch.channels_last if layout != "contiguous" else torch.contiguous_format
-    model = build_classifier(modality).to(device, memory_format=memory_format)
+    model = build_classifier(modality, backbone=args.backbone, freeze=args.freeze).to(device, memory_format=memory_format)
     image = torch.rand(args.batch, CHANNELS[modality], args.size, args.size, device=device)
     image = image.contiguous(memory_format=memory_format)
     labels = torch.randint(0, 2, (args.batch,), device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     autocast = torch.autocast(device.type, dtype=amp_dtype) if layout == "amp+channels_last" else nullcontext()
 
@@ -84,10 +86,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--amp", action="store_true", help="add an autocast + channels_last column")
     parser.add_argument("--models", default="us,ct,fusion")
+    parser.add_argument("--backbone", choices=BACKBONES, default="cbam_resnet50")
+    parser.add_argument("--freeze", choices=FREEZE_MODES, default="none", help="what training leaves fixed")
     args = parser.parse_args()
     layouts = ["contiguous", "channels_last"] + (["amp+channels_last"] if args.amp else [])
     print(f"machine: {machine(torch.device(args.device))}")
-    print(f"input {args.size}x{args.size}, batch {args.batch}, {args.iters} timed batches after {args.warmup} warm-up\n")
+    print(f"{args.backbone}, freeze {args.freeze}; input {args.size}x{args.size}, batch {args.batch}, "
+          f"{args.iters} timed batches after {args.warmup} warm-up\n")
     header = "| model | mode | " + " | ".join(f"{layout} img/s" for layout in layouts) + " | channels_last / contiguous |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
