@@ -67,7 +67,13 @@ def test_whole_image_crops_and_their_box_blanked_copy(mini_busi, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((blanked / "blank_report.json").read_text())
     assert report["lesion_fraction"] is None and report["cases"] == 10
-    assert 0.0 < report["mean_lesion_fraction_of_crop"] < 0.25  # lesion-scaled crops put the box at ~25% of the crop
+    assert 0.0 < report["mean_blanked_fraction_of_crop"] < 0.25  # lesion-scaled crops put the box at ~25% of the crop
+    assert report["mean_lesion_fraction_left_visible"] == 0.0  # the box covers the whole lesion
+    result = subprocess.run([sys.executable, str(bench), "blank", "--dataset", str(out), "--out", str(tmp_path / "center"),
+                             "--shape", "center"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "center" / "blank_report.json").read_text())
+    assert report["mean_blanked_fraction_of_crop"] == 0.36 and 0.0 <= report["mean_lesion_fraction_left_visible"] <= 1.0
 
 
 def test_a_bad_lesion_fraction_is_named(tmp_path):

@@ -36,7 +36,9 @@ around it (the mask dilated by 10% of the crop side, minus the mask). ``--shape 
 lesion's bounding box instead: the mask's flat silhouette still shows the lesion's shape (a strong
 benign/malignant cue), the box hides it (the crops put the lesion's longer side at half the crop
 side, so the box leaves only its aspect ratio). A model that still separates the classes on
-box-blanked crops is reading something other than the lesion.
+box-blanked crops is reading something other than the lesion, or the box's geometry. ``--shape center``
+blanks the same centred square (60% of the crop side) in every crop: it hides a centred lesion of half
+the crop side and leaves no lesion geometry (the report gives the share of lesion pixels left visible).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 REPO = Path(__file__).resolve().parents[1]
+CENTER_SQUARE = 0.6  # side of the ``--shape center`` square / crop side: covers a centred lesion of half the side
 CONFIGS = REPO / "monai_bundle" / "configs"
 # Bundle overrides per option. CPU budget choices, stated in docs/BENCHMARKS.md.
 OPTIONS = {
@@ -239,6 +242,21 @@ def command_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blank_region(lesion: np.ndarray, shape: str) -> np.ndarray:
+    """What to blank in a crop: the lesion mask, its bounding box, or the same centred square in every crop."""
+    if shape == "center":
+        low, high = round(lesion.shape[0] * (1 - CENTER_SQUARE) / 2), round(lesion.shape[0] * (1 + CENTER_SQUARE) / 2)
+        region = np.zeros_like(lesion)
+        region[low:high, low:high] = True
+        return region
+    if shape == "box" and lesion.any():
+        rows, cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
+        region = np.zeros_like(lesion)
+        region[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
+        return region
+    return lesion
+
+
 def command_blank(args: argparse.Namespace) -> int:
     """Copy a prepared BUSI folder with the lesion blanked out of every crop (the shortcut control)."""
     from PIL import Image
@@ -253,7 +271,7 @@ def command_blank(args: argparse.Namespace) -> int:
     with (args.dataset / "manifest.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     (args.out / "crops").mkdir(parents=True, exist_ok=True)
-    fractions = []
+    fractions, visible = [], []
     for row in rows:
         case = raw[row["case_id"]]
         image = load_us_image(case["us_image"])
@@ -262,20 +280,19 @@ def command_blank(args: argparse.Namespace) -> int:
         box = square_crop_box(lesion_box_from_mask(mask), image.shape, image.pixel_spacing_mm or (1.0, 1.0),
                               lesion_fraction=lesion_fraction)
         lesion = extract_square_crop(mask.astype(np.float32), box, crop.shape[0], pad_value=0.0, order=0) > 0.5
-        if args.shape == "box" and lesion.any():  # the lesion's bounding box: hides its contour too
-            lesion_rows, lesion_cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
-            lesion = np.zeros_like(lesion)
-            lesion[lesion_rows[0]:lesion_rows[-1] + 1, lesion_cols[0]:lesion_cols[-1] + 1] = True
-        ring = ndimage.binary_dilation(lesion, iterations=max(1, crop.shape[0] // 10)) & ~lesion
+        region = _blank_region(lesion, args.shape)
+        ring = ndimage.binary_dilation(region, iterations=max(1, crop.shape[0] // 10)) & ~region
         blanked = crop.copy()
-        blanked[lesion] = crop[ring].mean() if ring.any() else crop[~lesion].mean()
+        blanked[region] = crop[ring].mean() if ring.any() else crop[~region].mean()
         Image.fromarray(np.round(blanked).astype(np.uint8)).save(args.out / row["us_image"])
-        fractions.append(float(lesion.mean()))
+        fractions.append(float(region.mean()))
+        visible.append(float((lesion & ~region).sum() / max(1, lesion.sum())))
     shutil.copy(args.dataset / "manifest.csv", args.out / "manifest.csv")
     for name in ("raw_manifest.csv", "import_report.json"):
         shutil.copy(args.dataset / name, args.out / name)
-    report = {"source": str(args.dataset), "cases": len(rows), "lesion_fraction": lesion_fraction, "mean_lesion_fraction_of_crop": round(float(np.mean(fractions)), 3),
-              "shape": args.shape,
+    report = {"source": str(args.dataset), "cases": len(rows), "lesion_fraction": lesion_fraction, "shape": args.shape,
+              "mean_blanked_fraction_of_crop": round(float(np.mean(fractions)), 3),
+              "mean_lesion_fraction_left_visible": round(float(np.mean(visible)), 4),
               "fill": "mean of a ring around the blanked region (dilated by 10% of the crop side, minus the region)"}
     (args.out / "blank_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -303,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     blank = sub.add_parser("blank", help="make the lesion-blanked copy of a prepared BUSI folder")
     blank.add_argument("--dataset", type=Path, required=True)
     blank.add_argument("--out", type=Path, required=True)
-    blank.add_argument("--shape", choices=("mask", "box"), default="mask",
-                       help="blank the lesion mask (its contour stays visible) or its bounding box")
+    blank.add_argument("--shape", choices=("mask", "box", "center"), default="mask",
+                       help="blank the lesion mask (its contour stays visible), its bounding box (its size and aspect "
+                            "ratio stay visible), or the same centred square in every crop (no lesion geometry left)")
     args = parser.parse_args(argv)
     return {"cv": command_cv, "table": command_table, "blank": command_blank}[args.command](args)
 
