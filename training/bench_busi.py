@@ -218,13 +218,14 @@ def command_table(args: argparse.Namespace) -> int:
     comparisons = []
     for index, a in enumerate(results):
         for b in results[index + 1:]:
-            if a["option"] == b["option"] and a["oof"]["case_ids"] == b["oof"]["case_ids"]:
+            same_axis = a["option"] == b["option"] or a["tag"] == b["tag"]  # one thing changed: data or model
+            if same_axis and a["oof"]["case_ids"] == b["oof"]["case_ids"]:
                 test = delong_test(a["oof"]["labels"], a["oof"]["prob_malignant"], b["oof"]["prob_malignant"])
-                comparisons.append({"a": a["tag"], "b": b["tag"], "option": a["option"], **test})
+                comparisons.append({"a": f"{a['tag']}, {a['option']}", "b": f"{b['tag']}, {b['option']}", **test})
     if comparisons:
-        lines += ["", "Paired DeLong tests (same option, same cases):", "",
-                  "| option | A | B | AUC A | AUC B | p |", "|---|---|---|---|---|---|"]
-        lines += [f"| {c['option']} | {c['a']} | {c['b']} | {c['auc_a']:.3f} | {c['auc_b']:.3f} | {c['p_value']:.3g} |"
+        lines += ["", "Paired DeLong tests (same cases; same model on two data variants, or two models on one):", "",
+                  "| A | B | AUC A | AUC B | p |", "|---|---|---|---|---|"]
+        lines += [f"| {c['a']} | {c['b']} | {c['auc_a']:.3f} | {c['auc_b']:.3f} | {c['p_value']:.3g} |"
                   for c in comparisons]
     (args.out / "busi_comparisons.json").write_text(json.dumps(comparisons, indent=1))
     (args.out / "busi_table.md").write_text("\n".join(lines) + "\n")
