@@ -22,23 +22,26 @@ test: env
 	$(PY) -m pytest -q
 
 # `make bench`: network throughput, then the BUSI cross-validation benchmark through the bundle, the
-# shortcut check (overlays kept, lesion or its box blanked) and the table (docs/BENCHMARKS.md). Long: hours
-# on a 2-core CPU (all 5 folds everywhere). RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
+# shortcut check (overlays kept; the lesion, its box or a centred square blanked) and the table
+# (docs/BENCHMARKS.md). About 1.5 h on a quiet 2-core CPU (all 5 folds everywhere). RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
 BUSI ?= ../shared/data/BUSI
 BENCH_OUT ?= runs/bench_busi
 RESNET50_WEIGHTS ?=
 NICE ?= nice -n 10
 bench: env
 	$(NICE) $(PY) training/bench_networks.py
+	$(NICE) $(PY) training/bench_networks.py --backbone cbam_efficientnet_lite0 --freeze last_stage --size 224
 	test -f $(BENCH_OUT)/data/removed/manifest.csv || $(NICE) $(PY) training/prepare_busi.py $(BUSI) $(BENCH_OUT)/data/removed
 	test -f $(BENCH_OUT)/data/kept/manifest.csv || $(NICE) $(PY) training/prepare_busi.py $(BUSI) $(BENCH_OUT)/data/kept --keep-overlays
 	test -f $(BENCH_OUT)/data/blanked/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/blanked
 	test -f $(BENCH_OUT)/data/box/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/box --shape box
+	test -f $(BENCH_OUT)/data/center/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/center --shape center
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT) --tag overlays_removed \
 		--options lite0_last_stage,lite0_frozen,resnet50_scratch,resnet50_imagenet $(if $(RESNET50_WEIGHTS),--resnet50-weights $(RESNET50_WEIGHTS))
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/kept --out $(BENCH_OUT) --tag overlays_kept --options lite0_last_stage
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/blanked --out $(BENCH_OUT) --tag lesion_blanked --options lite0_last_stage
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/box --out $(BENCH_OUT) --tag lesion_box_blanked --options lite0_last_stage
+	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/center --out $(BENCH_OUT) --tag lesion_center_blanked --options lite0_last_stage
 	$(PY) training/bench_busi.py table --out $(BENCH_OUT) --figure $(BENCH_OUT)/busi_roc.png
 	$(NICE) $(PY) training/bench_feature_cache.py --dataset $(BENCH_OUT)/data/removed --images 64 --size 300 --throughput --out $(BENCH_OUT)/feature_cache.json
 
