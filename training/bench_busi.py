@@ -61,7 +61,7 @@ CENTER_SQUARE = 0.6  # side of the ``--shape center`` square / crop side: covers
 CONFIGS = REPO / "monai_bundle" / "configs"
 # Bundle overrides per option. CPU budget choices, stated in docs/BENCHMARKS.md.
 OPTIONS = {
-    "resnet50_scratch": {"backbone": "cbam_resnet50", "freeze": "none", "spatial_size": 64, "max_epochs": 1,
+    "resnet50_scratch": {"backbone": "cbam_resnet50", "freeze": "none", "spatial_size": 96, "max_epochs": 10,
                          "learning_rate": 1e-3, "batch_size": 16},
     "resnet50_imagenet": {"backbone": "cbam_resnet50", "freeze": "none", "spatial_size": 128, "max_epochs": 2,
                           "learning_rate": 1e-4, "batch_size": 16},  # + pretrained = --resnet50-weights
