@@ -6,9 +6,7 @@ from torch import nn
 
 from BreastFusionLib.networks.cbam import CBAM
 from BreastFusionLib.networks.classifiers import FusionClassifier, LateFusion, SingleModalityClassifier
-from BreastFusionLib.networks.efficientnet import (
-    CBAMEfficientNetLite0, Lite0FusionClassifier, Lite0SingleModalityClassifier, load_imagenet_lite0,
-)
+from BreastFusionLib.networks.efficientnet import CBAMEfficientNetLite0, load_imagenet_lite0
 from BreastFusionLib.networks.pretrained import freeze, load_branches_from_single_models, load_imagenet_resnet50
 from BreastFusionLib.networks.resnet import CBAMResNet50
 
@@ -35,17 +33,15 @@ def build_classifier(modality: str, pretrained: str | None = None, freeze_mode: 
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
     lite0 = backbone == "cbam_efficientnet_lite0"
+    extractor = CBAMEfficientNetLite0 if lite0 else CBAMResNet50
     if modality == "fusion":
-        fusion_class = Lite0FusionClassifier if lite0 else FusionClassifier
-        model = fusion_class(num_classes=num_classes, modality_dropout=modality_dropout)
-        backbones = [model.us_branch, model.ct_branch]
+        model = FusionClassifier(num_classes=num_classes, modality_dropout=modality_dropout, extractor=extractor)
     elif modality in ("us", "ct"):
-        model = (Lite0SingleModalityClassifier if lite0 else SingleModalityClassifier)(num_classes=num_classes)
-        backbones = [model.backbone]
+        model = SingleModalityClassifier(num_classes=num_classes, extractor=extractor)
     else:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     if pretrained:
-        for branch in backbones:
+        for branch in model.extractors():
             (load_imagenet_lite0 if lite0 else load_imagenet_resnet50)(branch, pretrained)
     if branches_from:
         if modality != "fusion":

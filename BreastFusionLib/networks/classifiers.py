@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from BreastFusionLib.networks.resnet import FEATURES, CBAMResNet50
+from BreastFusionLib.networks.resnet import CBAMResNet50
 
 
 def _present(image: torch.Tensor) -> torch.Tensor:
@@ -35,33 +35,46 @@ class _Classifier(nn.Module):
 
 
 class SingleModalityClassifier(_Classifier):
-    """CBAM-ResNet-50 + linear head for one modality (US or CT): (B, C, H, W) -> logits (B, classes)."""
+    """A CBAM feature extractor + linear head for one modality (US or CT): (B, C, H, W) -> logits (B, classes).
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, dropout: float = 0.0) -> None:
+    ``extractor`` is the extractor class (CBAM-ResNet-50 by default, or CBAM-EfficientNet-Lite0).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, dropout: float = 0.0,
+                 extractor: type[nn.Module] = CBAMResNet50) -> None:
         super().__init__()
-        self.backbone = CBAMResNet50(in_channels=in_channels)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURES, num_classes))
+        self.backbone = extractor(in_channels=in_channels)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.backbone.features, num_classes))
+
+    def extractors(self) -> list[nn.Module]:
+        """The feature extractor(s): what ImageNet weights load into and the freeze modes act on."""
+        return [self.backbone]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(image))
 
 
 class FusionClassifier(_Classifier):
-    """One CBAM-ResNet-50 branch per modality, pooled features concatenated, linear head.
+    """One CBAM extractor branch per modality (``extractor`` class, CBAM-ResNet-50 by default), pooled
+    features concatenated, linear head.
 
     Input (B, us_channels + ct_channels, H, W), US first; output logits (B, num_classes).
     """
 
     def __init__(self, us_channels: int = 1, ct_channels: int = 1, num_classes: int = 2,
-                 modality_dropout: float = 0.0, dropout: float = 0.0) -> None:
+                 modality_dropout: float = 0.0, dropout: float = 0.0, extractor: type[nn.Module] = CBAMResNet50) -> None:
         super().__init__()
         if not 0.0 <= modality_dropout <= 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
         self.us_channels, self.ct_channels = us_channels, ct_channels
         self.modality_dropout = modality_dropout
-        self.us_branch = CBAMResNet50(in_channels=us_channels)
-        self.ct_branch = CBAMResNet50(in_channels=ct_channels)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * FEATURES, num_classes))
+        self.us_branch = extractor(in_channels=us_channels)
+        self.ct_branch = extractor(in_channels=ct_channels)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self.us_branch.features, num_classes))
+
+    def extractors(self) -> list[nn.Module]:
+        """The US and CT branches: what ImageNet weights load into and the freeze modes act on."""
+        return [self.us_branch, self.ct_branch]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         us = image[:, : self.us_channels]

@@ -36,7 +36,6 @@ from torch import nn
 
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.networks.cbam import CBAM, SpatialGate
-from BreastFusionLib.networks.classifiers import FusionClassifier, SingleModalityClassifier
 from BreastFusionLib.networks.pretrained import LoadReport, _read_state_dict, load_checked_weights
 
 FEATURES = 1280
@@ -136,30 +135,6 @@ class CBAMEfficientNetLite0(nn.Module):
     def attention_module(self) -> SpatialGate:
         """The CBAM spatial gate on the last stage: hook its ``gate`` to read the attention map."""
         return self.cbam.spatial_gate
-
-
-class Lite0SingleModalityClassifier(SingleModalityClassifier):
-    """``SingleModalityClassifier`` (same forward, head and freeze rules) on a CBAM-EfficientNet-Lite0."""
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, dropout: float = 0.0) -> None:
-        super(SingleModalityClassifier, self).__init__()
-        self.backbone = CBAMEfficientNetLite0(in_channels)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURES, num_classes))
-
-
-class Lite0FusionClassifier(FusionClassifier):
-    """``FusionClassifier`` (same forward, missing-modality handling) with CBAM-EfficientNet-Lite0 branches."""
-
-    def __init__(self, us_channels: int = 1, ct_channels: int = 1, num_classes: int = 2,
-                 modality_dropout: float = 0.0, dropout: float = 0.0) -> None:
-        super(FusionClassifier, self).__init__()
-        if not 0.0 <= modality_dropout <= 1.0:
-            raise ValueError(f"modality_dropout must be in [0, 1], got {modality_dropout}")
-        self.us_channels, self.ct_channels = us_channels, ct_channels
-        self.modality_dropout = modality_dropout
-        self.us_branch = CBAMEfficientNetLite0(us_channels)
-        self.ct_branch = CBAMEfficientNetLite0(ct_channels)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * FEATURES, num_classes))
 
 
 def lite0_weights_path() -> Path:

@@ -133,7 +133,6 @@ def freeze(model: nn.Module, mode: str, train_cbam: bool = True) -> None:
         in_head, is_cbam = name.startswith("head."), ".cbam." in name
         parameter.requires_grad = mode == "none" or in_head or (is_cbam and train_cbam)
     if mode == "last_stage":
-        branches = [model.backbone] if hasattr(model, "backbone") else [model.us_branch, model.ct_branch]
-        for branch in branches:
+        for branch in model.extractors():
             branch.last_stage().requires_grad_(True)
     model.train(model.training)

@@ -45,6 +45,8 @@ class CBAMResNet50(ResNet):
     ``gate`` to read the attention map.
     """
 
+    features = FEATURES
+
     def __init__(self, in_channels: int = 1, num_classes: int | None = None, cbam: bool = True) -> None:
         super().__init__(
             block=CBAMBottleneck if cbam else ResNetBottleneck,
