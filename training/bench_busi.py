@@ -56,6 +56,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, stats
 
+from BreastFusionLib.crop import DEFAULT_LESION_FRACTION, extract_square_crop, lesion_box_from_mask, square_crop_box
+
 REPO = Path(__file__).resolve().parents[1]
 CENTER_SQUARE = 0.6  # side of the ``--shape center`` square / crop side: covers a centred lesion of half the side
 CONFIGS = REPO / "monai_bundle" / "configs"
@@ -247,22 +249,20 @@ def _blank_region(lesion: np.ndarray, shape: str) -> np.ndarray:
     """What to blank in a crop: the lesion mask, its bounding box, or the same centred square in every crop."""
     if shape == "center":
         low, high = round(lesion.shape[0] * (1 - CENTER_SQUARE) / 2), round(lesion.shape[0] * (1 + CENTER_SQUARE) / 2)
-        region = np.zeros_like(lesion)
-        region[low:high, low:high] = True
-        return region
-    if shape == "box" and lesion.any():
-        rows, cols = np.flatnonzero(lesion.any(axis=1)), np.flatnonzero(lesion.any(axis=0))
-        region = np.zeros_like(lesion)
-        region[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
-        return region
-    return lesion
+        row0, col0, row1, col1 = low, low, high, high
+    elif shape == "box" and lesion.any():
+        row0, col0, row1, col1 = lesion_box_from_mask(lesion)
+    else:
+        return lesion
+    region = np.zeros_like(lesion)
+    region[row0:row1, col0:col1] = True
+    return region
 
 
 def command_blank(args: argparse.Namespace) -> int:
     """Copy a prepared BUSI folder with the lesion blanked out of every crop (the shortcut control)."""
     from PIL import Image
 
-    from BreastFusionLib.crop import DEFAULT_LESION_FRACTION, extract_square_crop, lesion_box_from_mask, square_crop_box
     from BreastFusionLib.us.io import load_lesion_mask, load_us_image
 
     with (args.dataset / "raw_manifest.csv").open(newline="") as handle:
