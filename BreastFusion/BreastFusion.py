@@ -833,7 +833,8 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         """Show one heat map as a coloured overlay over its image; returns the overlay volume node.
 
         US: a volume in the geometry of the US volume. CT: a one-slice volume on axial slice
-        ``ct_slice_index`` of the CT as BreastFusionLib oriented it (``ct_geometry.json``).
+        ``ct_slice_index`` of the CT as BreastFusionLib oriented it (``ct_geometry.json``). Attention is
+        windowed from its lowest to its highest value in the crop, as in the overlay PNGs.
         """
         relative = result["heatmaps"][model][modality][kind]
         heat = np.load(pathlib.Path(folder) / relative).astype(np.float32)
@@ -874,7 +875,10 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                 display.SetAndObserveColorNodeID(colorId)
                 break
         display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(0.0, 1.0)
+        low, high = 0.0, 1.0  # Grad-CAM is already scaled 0..1
+        if kind == "attention" and heat.max() > 0:  # gates sit near 0.5: show their range inside the crop (heat > 0)
+            low, high = float(heat[heat > 0].min()), float(heat.max())
+        display.SetWindowLevelMinMax(low, max(high, low + 1e-6))
         slicer.util.setSliceViewerLayers(background=base, foreground=node, foregroundOpacity=opacity)
         mass = self._point(parameterNode.massPoint)
         if modality == "ct" and mass is not None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +34,13 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
 from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, GradCAMMaps, min_max, record_attention
+from BreastFusionLib.inference.outputs import display_stretch
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort
 from BreastFusionLib.synthetic.dicom import fake_identity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
+POINTING_GAME = Path(__file__).resolve().parents[1] / "training" / "pointing_game.py"
 SCHEMA_MODEL_KEYS = {"probability", "threshold", "decision", "missing_modality"}
 LITE0 = "cbam_efficientnet_lite0"
 LITE0_SIZE = 64  # a 2x2 last stage, so that Grad-CAM maps are not constant
@@ -296,3 +301,37 @@ def test_lite0_heat_maps_have_the_input_shape_and_unit_range():
     assert gradcam.shape == (1, 1, LITE0_SIZE, LITE0_SIZE)
     for heat in (attention["us"], gradcam):
         assert heat.min() >= 0 and heat.max() <= 1
+
+
+def test_pointing_game_script_reports_hit_rates_with_intervals(lite0_bundle, tmp_path):
+    """training/pointing_game.py end to end on 3 synthetic cases: per-map hit rates, Wilson intervals, chance."""
+    report_path = tmp_path / "pointing.json"
+    subprocess.run([sys.executable, str(POINTING_GAME), "--bundle", str(lite0_bundle), "--cases", "3", "--json", str(report_path)],
+                   check=True, capture_output=True, text=True)
+    report = json.loads(report_path.read_text())
+    assert report["cases"] == 3 and report["backbone"] == LITE0 and report["spatial_size"] == LITE0_SIZE
+    assert set(report["hit_rate"]) == {f"{b}_{k}" for b in ("us", "ct") for k in ("attention", "gradcam")}
+    for key, rate in report["hit_rate"].items():
+        low, high = report["hit_rate_ci95"][key]
+        assert rate in {0.0, 0.333, 0.667, 1.0} and low <= rate <= high and high - low > 0.3  # 3 cases: a wide interval
+    assert all(0 < report["chance"][b] < 0.5 for b in ("us", "ct"))  # the lesion is a small central part of each crop
+
+
+def test_wilson_interval_of_the_pointing_game():
+    spec = importlib.util.spec_from_file_location("pointing_game", POINTING_GAME)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    low, high = module.wilson_interval([True] * 39 + [False] * 11)  # 78% of 50
+    assert (round(low, 3), round(high, 3)) == (0.648, 0.872)
+
+
+def test_attention_overlay_is_stretched_over_its_range_in_the_crop():
+    crop_map = np.linspace(0.45, 0.55, 16, dtype=np.float32).reshape(4, 4)  # gates near 0.5
+    heat = np.zeros((6, 6), np.float32)
+    heat[1:5, 1:5] = crop_map  # 0 outside the crop, as in image coordinates
+    stretched, low, high = display_stretch(heat, crop_map)
+    assert (low, high) == pytest.approx((0.45, 0.55))
+    assert stretched[1:5, 1:5].min() == 0 and stretched[1:5, 1:5].max() == pytest.approx(1)
+    assert (stretched[0] == 0).all() and np.argmax(stretched) == np.argmax(heat)  # order kept, outside stays 0
+    flat, *_ = display_stretch(heat, np.full((4, 4), 0.5, np.float32))
+    assert not flat.any()  # an even gate shows as no highlight at all

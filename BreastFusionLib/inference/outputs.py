@@ -37,6 +37,18 @@ def blend(grey: np.ndarray, heat: np.ndarray, strength: float = 0.5) -> np.ndarr
     return to_uint8(rgb)
 
 
+def display_stretch(heat: np.ndarray, crop_map: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """An attention map stretched for display from its (min, max) inside the crop to [0, 1], with that range.
+
+    Attention values are sigmoid gates, often all near 0.5; drawn as they are they tint the whole crop
+    evenly. The saved maps keep the raw values; only the overlay is stretched, and its title says from what.
+    """
+    low, high = float(crop_map.min()), float(crop_map.max())
+    if high <= low:
+        return np.zeros_like(heat), low, high
+    return np.clip((heat - low) / (high - low), 0.0, 1.0), low, high
+
+
 def _panel(rgb: np.ndarray, box: CropBox, title: str) -> Image.Image:
     picture = Image.fromarray(rgb)
     scale = max(1.0, MIN_PANEL_ROWS / rgb.shape[0])
@@ -51,13 +63,18 @@ def _panel(rgb: np.ndarray, box: CropBox, title: str) -> Image.Image:
 
 
 def overlay_image(result: CaseResult, key: str) -> Image.Image:
-    """Side by side: the image with the crop box, then each model's attention and Grad-CAM for ``key``."""
+    """Side by side: the image with the crop box, then each model's attention (stretched) and Grad-CAM for ``key``."""
     grey, box = result.images[key], result.crops[key].box
     panels = [_panel(np.repeat(to_uint8(grey)[..., None], 3, axis=2), box, f"{key.upper()} crop box")]
     for model, branches in result.heatmaps.items():
+        if key not in branches:
+            continue
         for kind in HEATMAP_KINDS:
-            if key in branches:
-                panels.append(_panel(blend(grey, branches[key][kind]), box, f"{model} model: {kind}"))
+            heat, title = branches[key][kind], f"{model} model: {kind}"
+            if kind == "attention":
+                heat, low, high = display_stretch(heat, result.crop_heatmaps[model][key][kind])
+                title += f" {low:.2f}-{high:.2f}"
+            panels.append(_panel(blend(grey, heat), box, title))
     canvas = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height), (255, 255, 255))
     x = 0
     for panel in panels:

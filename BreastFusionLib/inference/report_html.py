@@ -60,8 +60,9 @@ figure{{display:inline-block;margin:4px}}img{{max-width:100%}}</style></head><bo
 (Youden's J). Probabilities are temperature-scaled on the validation predictions; this does not change any decision.</p>
 <h2>Localization</h2><p>{where}</p>
 <h2>Crops</h2>{crops}
-<h2>Heat maps</h2><p>Attention: the last CBAM spatial gate of each branch (what the network weighted).
-Grad-CAM: last stage, for the malignant class, scaled 0..1 with high = important. Yellow square: the crop.</p>{overlays}
+<h2>Heat maps</h2><p>Attention: the last CBAM spatial gate of each branch (what the network weighted),
+stretched from its lowest to its highest value in the crop (the panel title gives that range; a narrow range
+means the network weighted the crop almost evenly). Grad-CAM: last stage, for the malignant class, scaled 0..1 with high = important. Yellow square: the crop.</p>{overlays}
 <h2>Model</h2><p>Bundle version {escape(str(record['model']['bundle_version']))}</p><ul>{checkpoints}</ul>
 {f'<h2>Notes</h2><ul>{notes}</ul>' if notes else ''}
 <p><small>Timings: {timings}</small></p>
