@@ -30,6 +30,7 @@ from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate
 
 from BreastFusionLib.bundle.report import write_model_report
 from BreastFusionLib.cli import main
+from BreastFusionLib.crop import CropBox
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
@@ -314,14 +315,28 @@ def test_pointing_game_script_reports_hit_rates_with_intervals(lite0_bundle, tmp
     for key, rate in report["hit_rate"].items():
         low, high = report["hit_rate_ci95"][key]
         assert rate in {0.0, 0.333, 0.667, 1.0} and low <= rate <= high and high - low > 0.3  # 3 cases: a wide interval
+    for key, rate in report["hit_rate_within_tolerance"].items():
+        assert rate >= report["hit_rate"][key]  # a tolerance only adds hits
     assert all(0 < report["chance"][b] < 0.5 for b in ("us", "ct"))  # the lesion is a small central part of each crop
 
 
-def test_wilson_interval_of_the_pointing_game():
+def _pointing_game_module():
     spec = importlib.util.spec_from_file_location("pointing_game", POINTING_GAME)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    low, high = module.wilson_interval([True] * 39 + [False] * 11)  # 78% of 50
+    return module
+
+
+def test_pointing_game_distance_is_measured_in_crop_pixels():
+    lesion = np.zeros((40, 60), bool)
+    lesion[10:20, 10:20] = True
+    box = CropBox(center_row=15.0, center_col=15.0, side_rows=30.0, side_cols=30.0)  # 30 image px -> 300 crop px
+    distance = _pointing_game_module()._crop_distance(lesion, box)
+    assert distance[15, 15] == 0 and distance[15, 22] == pytest.approx(30.0)  # 3 image px right of the lesion
+
+
+def test_wilson_interval_of_the_pointing_game():
+    low, high = _pointing_game_module().wilson_interval([True] * 39 + [False] * 11)  # 78% of 50
     assert (round(low, 3), round(high, 3)) == (0.648, 0.872)
 
 
