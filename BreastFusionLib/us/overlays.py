@@ -115,12 +115,13 @@ def _elongation(component: np.ndarray) -> float:
     return float(np.sqrt(large / small))
 
 
-def _component_features(grey: np.ndarray, tophat: np.ndarray, labels: np.ndarray) -> list[dict]:
-    """Area, extent, elongation, peak, top-hat peak and ring contrast of every labelled component."""
+def _component_features(grey: np.ndarray, tophat: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> list[dict]:
+    """Area, extent, elongation, peak, top-hat peak and ring contrast of each labelled component
+    ``wanted[label]`` asks for (the others get an empty dict)."""
     features = []
     pad = RING_WIDTH + 1
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
+        if box is None or not wanted[index]:
             features.append({})
             continue
         extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
@@ -227,7 +228,15 @@ def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
     near_only = np.zeros(count + 1, bool)
     faint = np.zeros(count + 1, bool)
     lone_ok = crossed.copy()
-    for index, feature in enumerate(_component_features(grey, tophat, labels), start=1):
+    # Only components that could pass a test below need their (slow, per-component) features.
+    every = np.arange(count + 1)
+    peak, top = ndimage.maximum(grey, labels, every), ndimage.maximum(tophat, labels, every)
+    area = np.bincount(labels.ravel(), minlength=count + 1)
+    wanted = (seeded | crossed
+              | ((area <= DOT_MAX_AREA) & (peak >= DOT_LEVEL) & (top >= DOT_TOPHAT))
+              | ((peak >= NEAR_LEVEL) & (top >= NEAR_TOPHAT))
+              | ((area <= FAINT_MAX_AREA) & (peak >= FAINT_LEVEL) & (top >= FAINT_TOPHAT)))
+    for index, feature in enumerate(_component_features(grey, tophat, labels, wanted), start=1):
         if "peak" not in feature:
             continue
         shaped = feature["elongation"] <= MAX_ELONGATION
