@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                f"thresholds from the bundle)" if args.untrained_size else f"the bundle's trained {', '.join(backbones)}")
     size = next(iter(bundle.models.values())).spatial_size
     stages: dict[str, list[float]] = {}
+    cases_ms: list[float] = []
     forward: dict[str, dict[str, list[float]]] = {m: {} for m in MODELS}
     gradcam: dict[str, list[float]] = {m: [] for m in MODELS}
     with tempfile.TemporaryDirectory() as folder:
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                                   lesion_diameter_mm=row["lesion_diameter_mm"])
             for name, seconds in result.timings_s.items():
                 stages.setdefault(name, []).append(1000.0 * seconds)
+            cases_ms.append(1000.0 * sum(result.timings_s.values()))
             for name, model in bundle.models.items():
                 x = model_input(name, result.crops, size)
                 with torch.no_grad():
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "spatial_size": size,
         "cases": args.cases, "bundle_load_s": round(load_s, 2), "weights": weights,
         "stages_ms_median": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+        "case_ms_median": round(statistics.median(cases_ms), 1),
         "forward_ms_median": {m: {v: round(statistics.median(t), 1) for v, t in d.items()} for m, d in forward.items()},
         "gradcam_ms_median": {m: round(statistics.median(t), 1) if t else None for m, t in gradcam.items()},
     }
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nstage (predict_case, eager)          median ms")
     for name, value in report["stages_ms_median"].items():
         print(f"  {name:<34} {value:8.1f}")
+    print(f"  {'full case (all stages)':<34} {report['case_ms_median']:8.1f}")
     variants = sorted({v for d in forward.values() for v in d}, key=["eager", "channels_last", "torchscript", "onnxruntime"].index)
     print("\nforward, batch 1, median ms | " + " | ".join(variants))
     for name in MODELS:
