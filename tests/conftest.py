@@ -1,6 +1,7 @@
 """Shared test helpers: real data (skipping cleanly when it is absent), a tiny learnable crops cohort and a tiny trained bundle."""
 
 import csv
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -95,3 +96,11 @@ def tiny_bundle(tmp_path_factory) -> Path:
     config = json.loads((CONFIGS / "inference.json").read_text())
     (root / "configs" / "inference.json").write_text(json.dumps({**config, "spatial_size": TINY_SIZE}, indent=4))
     return root
+
+
+def load_script(path: Path, name: str):
+    """Import a script that is not part of a package (a training script, the Slicer worker) as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import TINY_SIZE as SIZE
+from conftest import TINY_SIZE as SIZE, load_script
 import torch
 from monai.visualize import GradCAM
 from monai.visualize.class_activation_maps import default_normalizer
@@ -321,10 +320,7 @@ def test_pointing_game_script_reports_hit_rates_with_intervals(lite0_bundle, tmp
 
 
 def _pointing_game_module():
-    spec = importlib.util.spec_from_file_location("pointing_game", POINTING_GAME)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(POINTING_GAME, "pointing_game")
 
 
 def test_pointing_game_distance_is_measured_in_crop_pixels():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import importlib.util
 import json
 import re
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,10 +65,7 @@ def _parameter_fields() -> dict[str, str]:
 
 
 def _load_worker():
-    spec = importlib.util.spec_from_file_location("breastfusion_inference_worker", WORKER_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(WORKER_PY, "breastfusion_inference_worker")
 
 
 # --- .ui <-> Python ------------------------------------------------------------------------------
