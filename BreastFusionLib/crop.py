@@ -40,6 +40,12 @@ class CropBox:
         crop_cols = ((np.asarray(cols, float) - self.center_col) / self.side_cols + 0.5) * out_size - 0.5
         return crop_rows, crop_cols
 
+    def image_pixels_in_crop(self, image_shape: tuple[int, int], out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Crop coordinates (rows, cols) of every pixel of an image of ``image_shape``, and which pixels the crop covers."""
+        crop_rows, crop_cols = self.to_crop(*np.mgrid[0 : image_shape[0], 0 : image_shape[1]], out_size)
+        inside = (crop_rows >= -0.5) & (crop_rows <= out_size - 0.5) & (crop_cols >= -0.5) & (crop_cols <= out_size - 0.5)
+        return crop_rows, crop_cols, inside
+
 
 @dataclass
 class LesionCrop:

@@ -34,12 +34,6 @@ from BreastFusionLib.cohort.manifest import load_manifest
 from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 
 
-def _crop_region(box, shape) -> np.ndarray:
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
-    crop_rows, crop_cols = box.to_crop(rows, cols, DEFAULT_OUT_SIZE)
-    return (crop_rows >= -0.5) & (crop_rows <= DEFAULT_OUT_SIZE - 0.5) & (crop_cols >= -0.5) & (crop_cols <= DEFAULT_OUT_SIZE - 0.5)
-
-
 def _crop_distance(lesion: np.ndarray, box) -> np.ndarray:
     """Distance of every image pixel to the lesion, in pixels of the model's crop (0 inside the lesion)."""
     scale = (DEFAULT_OUT_SIZE / box.side_rows, DEFAULT_OUT_SIZE / box.side_cols)
@@ -89,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             lesion = {"us": mask, "ct": inside_ct}
             for branch in ("us", "ct"):
                 box = result.crops[branch].box
-                region = _crop_region(box, lesion[branch].shape)
+                *_, region = box.image_pixels_in_crop(lesion[branch].shape, DEFAULT_OUT_SIZE)
                 chance[branch].append(float((lesion[branch] & region).sum() / region.sum()))
                 distance = _crop_distance(lesion[branch], box)
                 for kind in HEATMAP_KINDS:

@@ -100,9 +100,6 @@ def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:
 
 def to_image(crop_map: np.ndarray, box: CropBox, image_shape: tuple[int, int]) -> np.ndarray:
     """A crop-sized map resampled into the source image (rows, cols); 0 outside the crop, float32."""
-    out_size = crop_map.shape[0]
-    rows, cols = np.mgrid[0 : image_shape[0], 0 : image_shape[1]]
-    crop_rows, crop_cols = box.to_crop(rows, cols, out_size)
-    inside = ((crop_rows >= -0.5) & (crop_rows <= out_size - 0.5) & (crop_cols >= -0.5) & (crop_cols <= out_size - 0.5))
+    crop_rows, crop_cols, inside = box.image_pixels_in_crop(image_shape, crop_map.shape[0])
     values = ndimage.map_coordinates(crop_map.astype(np.float32), [crop_rows, crop_cols], order=1, mode="nearest")
     return np.where(inside, values, 0.0).astype(np.float32)
