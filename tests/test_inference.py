@@ -346,3 +346,10 @@ def test_attention_overlay_is_stretched_over_its_range_in_the_crop():
     assert (stretched[0] == 0).all() and np.argmax(stretched) == np.argmax(heat)  # order kept, outside stays 0
     flat, *_ = display_stretch(heat, np.full((4, 4), 0.5, np.float32))
     assert not flat.any()  # an even gate shows as no highlight at all
+
+
+@pytest.mark.parametrize("extra, message", [([], "bundle folder not found"), (["--tolerance", "-3"], "--tolerance must be 0 or more")])
+def test_pointing_game_bad_arguments_are_named(tmp_path, extra, message):
+    result = subprocess.run([sys.executable, str(POINTING_GAME), "--bundle", str(tmp_path / "missing"), *extra],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import Bundle, load_bundle
 from BreastFusionLib.inference.case import model_input, predict_case
 from BreastFusionLib.inference.heatmaps import BRANCHES
@@ -93,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--untrained-size sets the input size: leave out --spatial-size")
 
     start = time.perf_counter()
-    bundle = load_bundle(args.bundle, MODELS, spatial_size=args.untrained_size or args.spatial_size)
+    try:
+        bundle = load_bundle(args.bundle, MODELS, spatial_size=args.untrained_size or args.spatial_size)
+    except UserInputError as error:
+        parser.error(str(error))
     load_s = time.perf_counter() - start
     if args.untrained_size:
         _untrained(bundle, args.backbone or "cbam_resnet50")

@@ -28,6 +28,7 @@ from scipy import ndimage
 from scipy.stats import binomtest
 
 from BreastFusionLib.crop import DEFAULT_OUT_SIZE
+from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import load_bundle
 from BreastFusionLib.inference.case import HEATMAP_KINDS, predict_case
 from BreastFusionLib.cohort.manifest import load_manifest
@@ -61,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="crop pixels (of 300) around the lesion that also count as a hit in the tolerant rate")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    bundle = load_bundle(args.bundle, ["fusion"], spatial_size=args.spatial_size)
+    if args.tolerance < 0:
+        parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
+    try:
+        bundle = load_bundle(args.bundle, ["fusion"], spatial_size=args.spatial_size)
+    except UserInputError as error:
+        parser.error(str(error))
     hits = {(b, k): [] for b in ("us", "ct") for k in HEATMAP_KINDS}
     near = {(b, k): [] for b in ("us", "ct") for k in HEATMAP_KINDS}
     chance = {"us": [], "ct": []}
