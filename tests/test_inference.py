@@ -353,3 +353,9 @@ def test_pointing_game_bad_arguments_are_named(tmp_path, extra, message):
     result = subprocess.run([sys.executable, str(POINTING_GAME), "--bundle", str(tmp_path / "missing"), *extra],
                             capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pointing_game_unknown_gradcam_layer_is_named(lite0_bundle):
+    result = subprocess.run([sys.executable, str(POINTING_GAME), "--bundle", str(lite0_bundle), "--gradcam-layer", "layer9"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "'layer9' is not a module" in result.stderr and "Traceback" not in result.stderr

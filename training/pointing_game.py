@@ -31,6 +31,7 @@ from BreastFusionLib.crop import DEFAULT_OUT_SIZE
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import load_bundle
 from BreastFusionLib.inference.case import HEATMAP_KINDS, predict_case
+from BreastFusionLib.inference.heatmaps import TARGET_LAYERS, GradCAMMaps
 from BreastFusionLib.cohort.manifest import load_manifest
 from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spatial-size", type=int)
     parser.add_argument("--tolerance", type=float, default=15.0,
                         help="crop pixels (of 300) around the lesion that also count as a hit in the tolerant rate")
+    parser.add_argument("--gradcam-layer", help="Grad-CAM target inside each branch's backbone instead of the "
+                        "default (heatmaps.TARGET_LAYERS), e.g. _blocks.10 for Lite0's 1/16 stage")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.tolerance < 0:
@@ -68,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         bundle = load_bundle(args.bundle, ["fusion"], spatial_size=args.spatial_size)
     except UserInputError as error:
         parser.error(str(error))
+    fusion = bundle.models["fusion"]
+    if args.gradcam_layer:
+        layers = dict(fusion.network.us_branch.named_modules())
+        if args.gradcam_layer not in layers:
+            parser.error(f"--gradcam-layer {args.gradcam_layer!r} is not a module of the {fusion.backbone} branches")
+        fusion.gradcam = GradCAMMaps(fusion.network, "fusion", fusion.backbone, layer=args.gradcam_layer)
     hits = {(b, k): [] for b in ("us", "ct") for k in HEATMAP_KINDS}
     near = {(b, k): [] for b in ("us", "ct") for k in HEATMAP_KINDS}
     chance = {"us": [], "ct": []}
@@ -99,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     near[(branch, kind)].append(bool(peak is not None and distance[peak] <= args.tolerance))
     report = {
         "date": time.strftime("%Y-%m-%d"), "cases": len(rows), "seed": args.seed,
-        "backbone": bundle.models["fusion"].backbone,
-        "spatial_size": bundle.models["fusion"].spatial_size, "seconds": round(time.perf_counter() - start, 1),
+        "backbone": fusion.backbone, "gradcam_layer": args.gradcam_layer or TARGET_LAYERS[fusion.backbone],
+        "spatial_size": fusion.spatial_size, "seconds": round(time.perf_counter() - start, 1),
         "hit_rate": {f"{b}_{k}": round(float(np.mean(v)), 3) for (b, k), v in hits.items()},
         "hit_rate_ci95": {f"{b}_{k}": [round(v, 3) for v in wilson_interval(h)] for (b, k), h in hits.items()},
         "tolerance_crop_px": args.tolerance,
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "flat_maps": {f"{b}_{k}": n for (b, k), n in flat.items()},
         "chance": {b: round(float(np.mean(v)), 3) for b, v in chance.items()},
     }
-    print(f"pointing game, fusion model ({report['backbone']}), {len(rows)} synthetic cases (seed {args.seed}), "
+    print(f"pointing game, fusion model ({report['backbone']}, Grad-CAM on {report['gradcam_layer']}), {len(rows)} synthetic cases (seed {args.seed}), "
           f"input {report['spatial_size']}x{report['spatial_size']}")
     for branch in ("us", "ct"):
         for kind in HEATMAP_KINDS:

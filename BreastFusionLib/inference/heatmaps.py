@@ -72,9 +72,10 @@ class GradCAMMaps:
     cannot be traced or scripted), so they go on a private copy of the network, made once.
     """
 
-    def __init__(self, network: nn.Module, modality: str, backbone: str) -> None:
+    def __init__(self, network: nn.Module, modality: str, backbone: str, layer: str | None = None) -> None:
+        """``layer``: the target inside each branch's backbone (default ``TARGET_LAYERS[backbone]``)."""
         self.branches = list(BRANCHES[modality])
-        layers = [f"{BRANCHES[modality][b]}.{TARGET_LAYERS[backbone]}" for b in self.branches]
+        layers = [f"{BRANCHES[modality][b]}.{layer or TARGET_LAYERS[backbone]}" for b in self.branches]
         self.hooked = ModelWithHooks(copy.deepcopy(network).eval(), layers, register_forward=True, register_backward=True)
 
     def __call__(self, image: torch.Tensor, branches: list[str], class_index: int = MALIGNANT) -> dict[str, torch.Tensor]:
