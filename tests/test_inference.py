@@ -34,7 +34,7 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
 from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, GradCAMMaps, min_max, record_attention
-from BreastFusionLib.inference.outputs import display_stretch
+from BreastFusionLib.inference.outputs import display_stretch, jet
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort
 from BreastFusionLib.synthetic.dicom import fake_identity
@@ -346,6 +346,15 @@ def test_attention_overlay_is_stretched_over_its_range_in_the_crop():
     assert (stretched[0] == 0).all() and np.argmax(stretched) == np.argmax(heat)  # order kept, outside stays 0
     flat, *_ = display_stretch(heat, np.full((4, 4), 0.5, np.float32))
     assert not flat.any()  # an even gate shows as no highlight at all
+
+
+def test_overlay_colour_map_is_matplotlibs_jet_without_matplotlib():
+    from matplotlib import colormaps  # the reference only: serving must not import matplotlib
+
+    values = np.linspace(0.0, 1.0, 1001)
+    # matplotlib looks values up in a 256-entry table; the exact curve differs by at most a few grey levels
+    np.testing.assert_allclose(jet(values), colormaps["jet"](values)[:, :3], atol=5 / 255)
+    assert jet(np.array([-1.0, 2.0])).tolist() == [[0.0, 0.0, 0.5], [0.5, 0.0, 0.0]]  # clipped to the ends
 
 
 @pytest.mark.parametrize("extra, message", [([], "bundle folder not found"), (["--tolerance", "-3"], "--tolerance must be 0 or more")])

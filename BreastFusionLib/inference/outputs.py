@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
 from BreastFusionLib.crop import CropBox
@@ -22,6 +21,11 @@ from BreastFusionLib.localization.parsing import format_clock
 
 DISCLAIMER = "Research use only. Not for clinical diagnosis."
 MIN_PANEL_ROWS = 256
+# matplotlib's "jet" colour map as its piecewise-linear (position, value) control points, so that
+# serving needs no plotting library (3D Slicer does not bundle matplotlib).
+JET = {"red": ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+       "green": ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+       "blue": ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0))}
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -29,9 +33,15 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def jet(values: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of the jet colour map for values in [0, 1] (blue = low, red = high)."""
+    clipped = np.clip(values, 0.0, 1.0)
+    return np.stack([np.interp(clipped, *zip(*JET[channel])) for channel in ("red", "green", "blue")], axis=-1)
+
+
 def blend(grey: np.ndarray, heat: np.ndarray, strength: float = 0.5) -> np.ndarray:
     """An RGB uint8 overlay of a [0, 1] heat map (jet) on a grey image; weak values stay transparent."""
-    colour = colormaps["jet"](np.clip(heat, 0.0, 1.0))[..., :3]
+    colour = jet(heat)
     alpha = strength * np.clip(heat, 0.0, 1.0)[..., None]
     rgb = np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2) * (1 - alpha) + colour * alpha
     return to_uint8(rgb)
