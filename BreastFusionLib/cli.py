@@ -2,10 +2,12 @@
 
 Sub-commands: ``validate`` (check a cohort manifest), ``split`` (patient-level splits or folds),
 ``locate`` (nipples and a mass on chest CT from its clock position and distance, or the clock position of a point),
-``predict`` (one case through the trained models: probabilities, heat maps, report).
+``predict`` (one case through the trained models: probabilities, heat maps, report), ``serve`` (a warm
+model process answering predict requests line by line).
 
 Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``.
-Errors a user can fix (bad files, values, manifests) are raised as ``UserInputError`` and
+Only the chosen command's module is imported (``predict`` must not pay for, or need, what ``split``
+imports); ``breastfusion --help`` imports them all to list them. Errors a user can fix (bad files, values, manifests) are raised as ``UserInputError`` and
 printed as one clear message, never as a traceback.
 """
 
@@ -17,14 +19,15 @@ import sys
 
 from BreastFusionLib.errors import UserInputError
 
-COMMANDS = ("validate", "split", "locate", "predict")
+COMMANDS = ("validate", "split", "locate", "predict", "serve")
+SERVING = ("predict", "serve")  # started without training-only packages (serving.lean_imports)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command that is installed."""
+def build_parser(commands: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
+    """The argument parser with the sub-commands ``commands`` (default: all)."""
     parser = argparse.ArgumentParser(prog="breastfusion", description="BreastFusion (research use only).")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
+    for name in commands:
         module = importlib.import_module(f"BreastFusionLib.commands.{name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(sub)
@@ -34,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; user errors print ``error: ...`` and return exit code 1."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser((chosen,) if chosen in COMMANDS else COMMANDS).parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except UserInputError as error:
@@ -42,5 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def console_main() -> int:
+    """The ``breastfusion`` program: serving commands start lean, as they do inside 3D Slicer."""
+    if next((a for a in sys.argv[1:] if not a.startswith("-")), None) in SERVING:
+        from BreastFusionLib.serving.lean_imports import hide_training_packages
+
+        hide_training_packages()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

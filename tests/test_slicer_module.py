@@ -3,9 +3,9 @@
 - every ``self.ui.<name>`` the module uses exists in ``BreastFusion.ui`` with the class its name promises;
 - every parameter-node field is bound in the .ui (``SlicerParameterName``) to a widget that can show it;
 - every BreastFusionLib file the module and its worker import (transitively) is packaged by CMake;
-- the module and the worker parse as Python 3.9 (Slicer 5.8) and 3.12 (Slicer 5.10+);
-- the background worker runs with plain Python on a synthetic case up to the predict call, and
-  writes the files the module reads.
+- the module and the worker parse as Python 3.12 (Slicer 5.10+), and as 3.9 so that Slicer 5.8 can load
+  the module and tell the user it needs 5.10; BreastFusionLib parses as 3.12.
+The worker itself is tested in test_serving.py and, in a Slicer-like Python, in test_slicer_python.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_script
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,10 +61,6 @@ def _parameter_fields() -> dict[str, str]:
         if isinstance(node, ast.ClassDef) and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list):
             return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
     raise AssertionError("no @parameterNodeWrapper class in BreastFusion.py")
-
-
-def _load_worker():
-    return load_script(WORKER_PY, "breastfusion_inference_worker")
 
 
 # --- .ui <-> Python ------------------------------------------------------------------------------
@@ -222,9 +217,10 @@ def test_module_annotations_are_real_and_python39_safe():
                            for n in ast.walk(annotation)), ast.unparse(annotation)
 
 
-def test_breastfusionlib_files_the_module_needs_parse_on_python39():
+def test_breastfusionlib_files_the_module_needs_parse_on_slicers_python():
+    """Slicer 5.10 and later run Python 3.12 (the module itself still parses on 3.9, to tell a 5.8 user why not)."""
     for relative in sorted(_transitive_lib_files()):
-        ast.parse((ROOT / relative).read_text(), filename=relative, feature_version=(3, 9))
+        ast.parse((ROOT / relative).read_text(), filename=relative, feature_version=(3, 12))
 
 
 def test_module_never_installs_or_imports_lib_at_import_time():
@@ -236,168 +232,6 @@ def test_module_never_installs_or_imports_lib_at_import_time():
             assert not any(n.startswith("BreastFusionLib") for n in names), ast.unparse(node)
         if isinstance(node, ast.Expr):
             assert "pip_install" not in ast.unparse(node) and "pip_ensure" not in ast.unparse(node)
-
-
-# --- background worker -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def synthetic_case(tmp_path_factory):
-    from BreastFusionLib.synthetic.cohort import write_case
-    from BreastFusionLib.synthetic.latent import sample_lesions
-
-    folder = tmp_path_factory.mktemp("case")
-    return folder, write_case(sample_lesions(1, seed=7)[0], folder)
-
-
-def _write_module_inputs(synthetic_case, folder: Path, flip_i: bool = True) -> dict:
-    """What BreastFusionLogic.writeInferenceInputs writes, from arrays shaped like Slicer's.
-
-    The CT is stored with the i axis reversed and the matching IJKToRAS (as a volume node may hold
-    it): the worker must still hand predict the canonical volume.
-    """
-    from BreastFusionLib.ct.io import load_ct
-
-    case_dir, row = synthetic_case
-    folder.mkdir(parents=True, exist_ok=True)
-    volume = load_ct(case_dir / row["ct_image"])
-    hu, matrix = volume.hu, volume.ijk_to_ras.copy()
-    if flip_i:
-        hu = hu[:, :, ::-1]
-        matrix[:3, 3] = matrix[:3, 3] + matrix[:3, 0] * (volume.hu.shape[2] - 1)
-        matrix[:3, 0] = -matrix[:3, 0]
-    np.save(folder / "ct.npy", np.ascontiguousarray(hu))
-    np.save(folder / "us.npy", np.asarray(Image.open(case_dir / row["us_image"])))
-    spec = {"version": 1, "us": {"array": "us.npy", "box_xyxy": [float(v) for v in row["us_box"].split(",")]},
-            "ct": {"array": "ct.npy", "ijk_to_ras": matrix.tolist()},
-            "location": {"point_ras": [float(v) for v in row["ct_point_ras"].split(",")]},
-            "lesion_diameter_mm": float(row["lesion_diameter_mm"])}
-    (folder / "inputs.json").write_text(json.dumps(spec))
-    return spec
-
-
-def test_worker_dry_run_as_a_script_writes_what_the_module_reads(synthetic_case, tmp_path):
-    from BreastFusionLib.ct.io import load_ct
-    from BreastFusionLib.us.io import load_us_image
-
-    case_dir, row = synthetic_case
-    _write_module_inputs(synthetic_case, tmp_path / "input")
-    out = tmp_path / "output"
-    completed = subprocess.run(
-        [sys.executable, str(WORKER_PY), "--input", str(tmp_path / "input"), "--out", str(out), "--models", "us,ct,fusion",
-         "--cpu", "--dry-run", "--python-path", str(ROOT)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    worker = _load_worker()
-    progress = [worker.parse_progress_line(line) for line in completed.stdout.splitlines()]
-    percents = [p[0] for p in progress if p is not None]
-    assert percents == sorted(percents) and percents[-1] == 100, completed.stdout
-    assert any(p and p[1] == "device: cpu" for p in progress)
-
-    original = load_ct(case_dir / row["ct_image"])
-    given = load_ct(tmp_path / "input" / "ct.nii.gz")
-    np.testing.assert_array_equal(given.hu, original.hu)
-    np.testing.assert_allclose(given.ijk_to_ras, original.ijk_to_ras, atol=1e-4)
-    geometry = json.loads((out / "ct_geometry.json").read_text())
-    np.testing.assert_allclose(geometry["ijk_to_ras"], original.ijk_to_ras, atol=1e-4)
-    assert geometry["shape_kji"] == list(original.hu.shape)
-    np.testing.assert_array_equal(load_us_image(tmp_path / "input" / "us.png").pixels,
-                                  load_us_image(case_dir / row["us_image"]).pixels)
-
-    argv = json.loads((out / "predict_argv.json").read_text())
-    assert argv[:2] == ["predict", "--bundle"]
-    assert argv[argv.index("--models") + 1] == "us,ct,fusion"
-    assert argv[argv.index("--us") + 1] == str(tmp_path / "input" / "us.png")
-    assert argv[argv.index("--ct") + 1] == str(tmp_path / "input" / "ct.nii.gz")
-    assert f"--us-box={row['us_box']}" in argv
-    point = next(a for a in argv if a.startswith("--point="))
-    np.testing.assert_allclose([float(v) for v in point.split("=")[1].split(",")],
-                               [float(v) for v in row["ct_point_ras"].split(",")], atol=1e-3)
-    assert argv[argv.index("--lesion-diameter") + 1] == f"{float(row['lesion_diameter_mm']):g}"
-    from BreastFusionLib import cli
-
-    if "predict" in cli.COMMANDS:  # the real predict parser takes these arguments
-        parsed = cli.build_parser().parse_args(argv)
-        assert parsed.point == point.split("=")[1] and parsed.us_box == row["us_box"]
-
-
-def test_worker_calls_the_cli_and_checks_its_result(synthetic_case, tmp_path, monkeypatch):
-    """Predict mocked at the CLI entry point: the worker passes the contract's arguments and needs result.json."""
-    import BreastFusionLib.cli
-
-    worker = _load_worker()
-    _write_module_inputs(synthetic_case, tmp_path / "input", flip_i=False)
-    calls = []
-
-    def fake_main(argv):
-        calls.append(argv)
-        out = Path(argv[argv.index("--out") + 1])
-        (out / "result.json").write_text(json.dumps({"models": {"fusion": {"probability": 0.7, "threshold": 0.5,
-                                                                           "decision": "malignant", "missing_modality": None}}}))
-        return 0
-
-    monkeypatch.setattr(BreastFusionLib.cli, "main", fake_main)
-    out = tmp_path / "output"
-    code = worker.main(["--input", str(tmp_path / "input"), "--out", str(out), "--bundle", str(tmp_path), "--models", "fusion", "--cpu"])
-    assert code == 0 and len(calls) == 1
-    assert calls[0][:5] == ["predict", "--bundle", str(tmp_path), "--models", "fusion"]
-    assert (out / "result.json").is_file() and (out / "ct_geometry.json").is_file()
-
-    monkeypatch.setattr(BreastFusionLib.cli, "main", lambda argv: 0)  # exits 0 but writes nothing
-    assert worker.main(["--input", str(tmp_path / "input"), "--out", str(tmp_path / "empty"), "--bundle", str(tmp_path)]) == 3
-
-
-def test_worker_with_the_real_predict_command(synthetic_case, tmp_path, tiny_bundle):
-    """End to end through ``breastfusion predict`` with a tiny trained bundle (or BREASTFUSION_TEST_BUNDLE)."""
-    import os
-
-    bundle = os.environ.get("BREASTFUSION_TEST_BUNDLE") or str(tiny_bundle)
-    worker = _load_worker()
-    _write_module_inputs(synthetic_case, tmp_path / "input")
-    out = tmp_path / "output"
-    assert worker.main(["--input", str(tmp_path / "input"), "--out", str(out), "--bundle", bundle, "--cpu"]) == 0
-    result = json.loads((out / "result.json").read_text())
-    geometry = json.loads((out / "ct_geometry.json").read_text())
-    for model, modalities in result.get("heatmaps", {}).items():
-        for modality, maps in modalities.items():
-            heat = np.load(out / maps["attention"])
-            expected = tuple(geometry["shape_kji"][1:]) if modality == "ct" else Image.open(tmp_path / "input" / "us.png").size[::-1]
-            assert heat.shape == expected, (model, modality)
-
-
-@pytest.mark.parametrize("kind", ["grey8", "rgb8", "grey16", "float"])
-def test_worker_us_png_keeps_what_the_loader_needs(tmp_path, kind):
-    from BreastFusionLib.us.io import load_us_image
-
-    rng = np.random.default_rng(0)
-    arrays = {"grey8": rng.integers(0, 256, (40, 50), dtype=np.uint8),
-              "rgb8": rng.integers(0, 256, (40, 50, 3), dtype=np.uint8),
-              "grey16": rng.integers(0, 4096, (40, 50), dtype=np.uint16),
-              "float": rng.random((40, 50)).astype(np.float32)}
-    array = arrays[kind]
-    _load_worker().write_us_png(array, tmp_path / "us.png")
-    pixels = load_us_image(tmp_path / "us.png").pixels
-    assert pixels.shape == array.shape
-    if kind == "grey8":
-        np.testing.assert_allclose(pixels, array / 255.0, atol=1e-6)
-    else:  # order of grey levels kept
-        flat_in, flat_out = array.reshape(-1).astype(float), pixels.reshape(-1)
-        assert np.corrcoef(flat_in, flat_out)[0, 1] > 0.999
-
-
-def test_worker_progress_lines_and_arguments():
-    worker = _load_worker()
-    assert worker.parse_progress_line("BREASTFUSION_PROGRESS 40 running models: us") == (40, "running models: us")
-    assert worker.parse_progress_line("BREASTFUSION_PROGRESS 140 x") == (100, "x")
-    assert worker.parse_progress_line("epoch 40") is None
-    with pytest.raises(SystemExit):
-        worker.parse_args(["--input", "a", "--out", "b", "--bundle", "c", "--models", "us,mri"])
-    with pytest.raises(SystemExit):
-        worker.parse_args(["--input", "a", "--out", "b"])  # no bundle and not a dry run
-    prepared = {"us": None, "us_box": None, "ct": Path("ct.nii.gz"), "lesion_diameter_mm": None,
-                "location": {"side": "left", "clock": "2:30", "distance_mm": 30.0}}
-    argv = worker.build_predict_argv(prepared, Path("bundle"), ["ct"], Path("out"))
-    assert argv[argv.index("--side"):] == ["--side", "left", "--clock", "2:30", "--distance", "30mm"]
 
 
 def test_docs_say_the_module_was_not_run_in_slicer():

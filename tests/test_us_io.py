@@ -112,3 +112,21 @@ def test_us_crop_from_box_and_mask_agree_and_remove_marks():
         us_lesion_crop(image, box=(250, 10, 320, 40))
     with pytest.raises(UserInputError, match="needs a mask or a box"):
         us_lesion_crop(image)
+
+
+@pytest.mark.parametrize("kind", ["grey8", "rgb8", "grey16", "float"])
+def test_us_png_written_from_an_array_keeps_what_the_loader_needs(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    arrays = {"grey8": rng.integers(0, 256, (40, 50), dtype=np.uint8),
+              "rgb8": rng.integers(0, 256, (40, 50, 3), dtype=np.uint8),
+              "grey16": rng.integers(0, 4096, (40, 50), dtype=np.uint16),
+              "float": rng.random((40, 50)).astype(np.float32)}
+    array = arrays[kind]
+    write_us_png(array, tmp_path / "us.png")
+    pixels = load_us_image(tmp_path / "us.png").pixels
+    assert pixels.shape == array.shape
+    if kind == "grey8":
+        np.testing.assert_allclose(pixels, array / 255.0, atol=1e-6)
+    else:  # order of grey levels kept
+        flat_in, flat_out = array.reshape(-1).astype(float), pixels.reshape(-1)
+        assert np.corrcoef(flat_in, flat_out)[0, 1] > 0.999

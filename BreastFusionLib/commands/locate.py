@@ -26,7 +26,7 @@ from BreastFusionLib.localization.clock import ClockPosition, clock_from_point
 from BreastFusionLib.localization.nipples import NippleResult, candidate_region, find_nipples, propose_mass
 from BreastFusionLib.localization.overlay import write_localization_overlay
 from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
-from BreastFusionLib.localization.points import check_inside, parse_point
+from BreastFusionLib.localization.points import check_inside, describe_point, parse_point, side_of_point
 
 HELP = "find the nipples and a mass on chest CT from its clock position and distance, or the clock position of a point"
 LOW_SCORE = 0.3
@@ -159,17 +159,12 @@ def _run_point(args: argparse.Namespace, side: str | None, manual: np.ndarray | 
     nipples = _nipples(volume, manual, side)
     _print_nipples(nipples)
     if side is None:
-        if all(r.found for r in nipples.values()):
-            side = min(nipples, key=lambda s: float(np.linalg.norm(nipples[s].point_ras - point)))
-            how = "nearer nipple"
-        else:  # with a nipple missing, the nearer one could be the other breast's
-            side = "right" if point[0] >= 0 else "left"  # +x = patient right
-            how = "sign of x, +x = patient right; give --side to choose"
-        print(f"side chosen by the {how}: {side}")
-    nipple = _require_nipple(nipples, side)
-    seen = clock_from_point(nipple, point, side)
+        side, how = side_of_point(point, {s: r.point_ras if r.found else None for s, r in nipples.items()})
+        print(f"side chosen by the {how}{'' if how == 'nearer nipple' else '; give --side to choose'}: {side}")
+    location = describe_point(point, {side: _require_nipple(nipples, side)}, side)
     print(f"point: RAS {_fmt(point)} mm, voxel ijk {_fmt(ijk)}")
     print(f"side: {side}")
-    print(f"clock: {format_clock(seen.hour)}")
-    print(f"distance: {seen.distance_mm:.1f} mm from the {side} nipple (coronal plane); {nipple[1] - point[1]:.1f} mm posterior to it")
+    print(f"clock: {format_clock(location.clock_hour)}")
+    print(f"distance: {location.distance_mm:.1f} mm from the {side} nipple (coronal plane); "
+          f"{location.depth_mm:.1f} mm posterior to it")
     return 0

@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from BreastFusionLib.commands.ct_options import add_ct_options
 from BreastFusionLib.ct.io import load_ct
+from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import load_bundle
-from BreastFusionLib.inference.case import predict_case
+from BreastFusionLib.inference.bundle import Bundle, load_bundle
+from BreastFusionLib.inference.case import CaseResult, default_models, predict_case
 from BreastFusionLib.inference.outputs import DISCLAIMER, write_outputs
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
@@ -63,21 +67,40 @@ def _diameter(text: str | None) -> float | None:
     return value
 
 
-def _models(text: str | None, bundle_dir: Path, have_us: bool, have_ct: bool) -> list[str]:
-    if text:
-        names = [m.strip().lower() for m in text.split(",") if m.strip()]
+def checked_models(names: list[str] | None, bundle_dir: Path, have: set[str]) -> list[str]:
+    """``names`` checked against the known models; by default every trained model the inputs ``have`` allow."""
+    if names is not None:
         unknown = [m for m in names if m not in MODALITIES]
         if unknown or not names:
-            raise UserInputError(f"--models {text!r}: choose among {','.join(MODALITIES)}")
-        return names
-    allowed = {"us": have_us, "ct": have_ct, "fusion": have_us or have_ct}
-    usable = [m for m in MODALITIES if allowed[m]]
+            raise UserInputError(f"models {','.join(names) or '(none)'}: choose among {','.join(MODALITIES)}")
+        return list(names)
+    usable = default_models(MODALITIES, have)
     trained = [m for m in usable if any((bundle_dir / "models" / m / f).is_file() for f in ("model.pt", "model.ts"))]
     return trained or usable  # none trained: loading names what is missing
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check every argument, load the bundle once, predict, write the outputs."""
+@dataclass
+class CaseRequest:
+    """One case as the command line gives it, checked: which models, the inputs and where the lesion is."""
+
+    bundle: Path
+    models: list[str]
+    spatial_size: int | None
+    us: str | None
+    us_box: tuple[float, float, float, float] | None
+    us_mask: str | None
+    ct: str | CTVolume | None  # a file or folder, or a volume already in memory (the Slicer module's)
+    series_uid: str | None
+    point: np.ndarray | None
+    clock: ClockPosition | None
+    lesion_diameter_mm: float | None
+    heatmaps: bool
+    tta: bool
+    out: Path
+
+
+def parse_case(args: argparse.Namespace) -> CaseRequest:
+    """Check every argument of ``predict`` together; a one-line ``UserInputError`` names what is wrong."""
     if args.us is None and args.ct is None:
         raise UserInputError("give a US image (--us) and/or a chest CT (--ct)")
     if args.us is not None and args.us_box is None and args.us_mask is None:
@@ -88,24 +111,37 @@ def run(args: argparse.Namespace) -> int:
     if args.ct is not None and args.point is None and None in clock_args:
         raise UserInputError("the CT lesion needs --point x,y,z (RAS mm) or --side, --clock and --distance "
                              "(e.g. --side left --clock 2 --distance 30mm)")
-    box = _box(args.us_box) if args.us_box else None
-    point = parse_point(args.point, "--point") if args.point is not None else None
     clock = None
     if args.point is None and args.clock is not None:
         clock = ClockPosition(parse_side(args.side), parse_clock(args.clock), parse_distance_mm(args.distance))
-    diameter = _diameter(args.lesion_diameter)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} is a file, not a folder")
+    have = {key for key in ("us", "ct") if getattr(args, key) is not None}
+    return CaseRequest(
+        bundle=Path(args.bundle), spatial_size=args.spatial_size,
+        models=checked_models([m.strip().lower() for m in args.models.split(",") if m.strip()] if args.models else None,
+                              Path(args.bundle), have),
+        us=args.us, us_box=_box(args.us_box) if args.us_box else None, us_mask=args.us_mask, ct=args.ct,
+        series_uid=args.series_uid, point=parse_point(args.point, "--point") if args.point is not None else None,
+        clock=clock, lesion_diameter_mm=_diameter(args.lesion_diameter), heatmaps=not args.no_heatmaps, tta=args.tta,
+        out=out)
 
-    names = _models(args.models, Path(args.bundle), args.us is not None, args.ct is not None)
-    bundle = load_bundle(args.bundle, names, spatial_size=args.spatial_size)
-    us_image = load_us_image(args.us) if args.us is not None else None
-    mask = load_lesion_mask([args.us_mask], us_image.shape) if args.us_mask else None
-    volume = load_ct(args.ct, args.series_uid) if args.ct is not None else None
-    result = predict_case(bundle, us_image=us_image, us_box=box, us_mask=mask, ct=volume, ct_point=point, clock=clock,
-                          lesion_diameter_mm=diameter, models=names, heatmaps=not args.no_heatmaps, tta=args.tta)
-    write_outputs(result, bundle, out)
+
+def predict_into(bundle: Bundle, case: CaseRequest) -> CaseResult:
+    """Load the case's images, predict with the loaded ``bundle`` and write every output into ``case.out``."""
+    us_image = load_us_image(case.us) if case.us is not None else None
+    mask = load_lesion_mask([case.us_mask], us_image.shape) if case.us_mask else None
+    volume = case.ct if isinstance(case.ct, CTVolume) or case.ct is None else load_ct(case.ct, case.series_uid)
+    result = predict_case(bundle, us_image=us_image, us_box=case.us_box, us_mask=mask, ct=volume, ct_point=case.point,
+                          clock=case.clock, lesion_diameter_mm=case.lesion_diameter_mm, models=case.models,
+                          heatmaps=case.heatmaps, tta=case.tta)
+    write_outputs(result, bundle, case.out)
+    return result
+
+
+def print_summary(result: CaseResult, out: Path) -> None:
+    """What a user reads in the terminal: each model's answer, where the CT lesion is, notes, the disclaimer."""
     for name, entry in result.models.items():
         missing = f" (answered without {entry.missing_modality})" if entry.missing_modality else ""
         print(f"{name}: probability of malignancy {entry.probability:.3f}, threshold {entry.threshold:.3f} "
@@ -120,4 +156,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"wrote result.json, report.html, crops, overlays and maps/ to {out}")
     print(DISCLAIMER)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every argument, load the bundle once, predict, write the outputs."""
+    case = parse_case(args)
+    bundle = load_bundle(case.bundle, case.models, spatial_size=case.spatial_size)
+    print_summary(predict_into(bundle, case), case.out)
     return 0

@@ -3,26 +3,14 @@
 ``load_bundle(folder, modalities)`` loads the trained models once; ``predict_case(bundle, ...)``
 runs the training preprocessing (crop functions + ``transforms.inference_transforms``) on a US image
 and/or a chest CT and returns a ``CaseResult``; ``write_outputs`` writes result.json, crops, heat
-maps, overlays and report.html. See docs/INFERENCE.md.
+maps, overlays and report.html. See docs/INFERENCE.md. Nothing here imports training, evaluation
+statistics or plotting code: this is what the 3D Slicer worker runs.
 """
 
-from __future__ import annotations
+from BreastFusionLib.inference.bundle import Bundle, LoadedModel, load_bundle
+from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
+from BreastFusionLib.inference.case import CaseResult, ModelResult, predict_case
+from BreastFusionLib.inference.outputs import write_outputs
 
-import importlib
-
-_EXPORTS = {
-    "Bundle": "bundle", "LoadedModel": "bundle", "load_bundle": "bundle",
-    "CaseResult": "case", "ModelResult": "case", "predict_case": "case",
-    "apply_temperature": "calibration", "fit_temperature": "calibration",
-    "write_outputs": "outputs",
-}
-
-
-def __getattr__(name: str):
-    """Lazy exports, so that ``bundle.report`` can import ``inference.calibration`` without a cycle."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = ["Bundle", "CaseResult", "LoadedModel", "ModelResult", "apply_temperature", "fit_temperature", "load_bundle",
+           "predict_case", "write_outputs"]

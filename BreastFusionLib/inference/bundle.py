@@ -2,10 +2,9 @@
 
 Bundle folder layout (what ``python -m monai.bundle run training|evaluating`` writes under
 ``bundle_root``): ``models/<m>/model.pt`` (best checkpoint, a state dict; or ``model.ts``, TorchScript),
-``runs/<m>/metrics.json`` (``threshold`` chosen on validation data, ``temperature``), optional
-``runs/<m>/predictions_val.csv`` (used to fit the temperature when metrics.json predates it),
-``runs/<m>/metrics.json`` (threshold, temperature and the input size the model was evaluated at),
-else ``configs/inference.json`` or ``configs/train.json`` (``spatial_size``), and
+``runs/<m>/metrics.json`` (threshold, temperature, and the input size and backbone the model was
+evaluated with; read by ``inference.records``; without a temperature the probability stays uncalibrated
+and ``Bundle.notes`` says so), else ``configs/inference.json`` or ``configs/train.json`` (``spatial_size``), and
 ``configs/metadata.json`` (``version``). A bundle without ``configs/`` (the demo writes none) is read
 with the repository's configs; ``spatial_size`` can always be given explicitly.
 
@@ -27,10 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from BreastFusionLib.bundle.report import read_predictions
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.calibration import fit_temperature
-from BreastFusionLib.networks import BACKBONES, MODALITIES, build_classifier
+from BreastFusionLib.inference.records import read_json, read_model_record
+from BreastFusionLib.networks import MODALITIES, build_classifier
 
 REPOSITORY_CONFIGS = Path(__file__).resolve().parents[2] / "monai_bundle" / "configs"
 ARCHITECTURES = {"cbam_resnet50": "CBAM-ResNet-50", "cbam_efficientnet_lite0": "CBAM-EfficientNet-Lite0"}
@@ -48,6 +46,7 @@ class LoadedModel:
     checkpoint: Path
     sha256: str
     backbone: str  # "cbam_resnet50" or "cbam_efficientnet_lite0"
+    device: torch.device = torch.device("cpu")
     torchscript: bool = False
     gradcam: Any = field(default=None, repr=False)  # heatmaps.GradCAMMaps, built on first use
 
@@ -59,6 +58,7 @@ class Bundle:
     root: Path
     version: str | None
     models: dict[str, LoadedModel] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a user should know about the loaded models
 
 
 def sha256(path: Path) -> str:
@@ -70,13 +70,6 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserInputError(f"{path}: not a readable JSON file ({error})") from None
-
-
 def _configs_dir(root: Path) -> Path:
     own = root / "configs"
     return own if (own / "inference.json").is_file() or (own / "train.json").is_file() else REPOSITORY_CONFIGS
@@ -86,34 +79,10 @@ def _spatial_size(configs: Path) -> int:
     for name in ("inference.json", "train.json"):
         path = configs / name
         if path.is_file():
-            value = _read_json(path).get("spatial_size")
+            value = read_json(path).get("spatial_size")
             if isinstance(value, (int, float)) and value > 0:
                 return int(value)
     raise UserInputError(f"{configs}: no 'spatial_size' in inference.json or train.json")
-
-
-def _operating_point(root: Path, modality: str) -> tuple[float, float, int | None, str | None]:
-    """(threshold, temperature, input size, backbone) from ``runs/<m>/metrics.json``; T fitted here if absent."""
-    metrics_path = root / "runs" / modality / "metrics.json"
-    if not metrics_path.is_file():
-        raise UserInputError(f"bundle {root}: {metrics_path.relative_to(root)} is missing: evaluate the {modality} model "
-                             f"first (python -m monai.bundle run evaluating ... --modality {modality})")
-    metrics = _read_json(metrics_path)
-    threshold = metrics.get("threshold")
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise UserInputError(f"{metrics_path}: needs a 'threshold' between 0 and 1, got {threshold!r}")
-    temperature = metrics.get("temperature")
-    if temperature is None:
-        predictions = root / "runs" / modality / "predictions_val.csv"
-        temperature = fit_temperature(*read_predictions(predictions)[1:]) if predictions.is_file() else 1.0
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise UserInputError(f"{metrics_path}: 'temperature' must be > 0, got {temperature!r}")
-    backbone = metrics.get("backbone")
-    if backbone is not None and backbone not in BACKBONES:
-        raise UserInputError(f"{metrics_path}: 'backbone' must be one of {', '.join(BACKBONES)}, got {backbone!r}")
-    size = metrics.get("spatial_size")
-    size = int(size) if isinstance(size, (int, float)) and size > 0 else None
-    return float(threshold), float(temperature), size, backbone
 
 
 def _backbone(checkpoint: Path, modality: str, keys, recorded: str | None) -> str:
@@ -179,7 +148,7 @@ def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODA
     configs = _configs_dir(root)
     size = int(spatial_size) if spatial_size else _spatial_size(configs)
     metadata = configs / "metadata.json"
-    version = _read_json(metadata).get("version") if metadata.is_file() else None
+    version = read_json(metadata).get("version") if metadata.is_file() else None
     device = torch.device(device)
     bundle = Bundle(root=root, version=version)
     for modality in modalities:
@@ -189,9 +158,13 @@ def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODA
         if checkpoint is None:
             raise UserInputError(f"bundle {root}: models/{modality}/model.pt (or model.ts) is missing: "
                                  f"train the {modality} model or leave it out of --models")
-        threshold, temperature, evaluated_size, recorded = _operating_point(root, modality)
-        network, backbone = _load_network(checkpoint, modality, device, recorded)
-        model_size = int(spatial_size) if spatial_size else (evaluated_size or size)
-        bundle.models[modality] = LoadedModel(modality, network, threshold, temperature, model_size, checkpoint,
-                                              sha256(checkpoint), backbone, torchscript=checkpoint.suffix == ".ts")
+        record = read_model_record(root, modality)
+        if record.temperature is None:
+            bundle.notes.append(f"runs/{modality}/metrics.json has no calibration temperature (written before "
+                                f"calibration existed): the {modality} probability is uncalibrated; re-run evaluating")
+        network, backbone = _load_network(checkpoint, modality, device, record.backbone)
+        model_size = int(spatial_size) if spatial_size else (record.spatial_size or size)
+        bundle.models[modality] = LoadedModel(modality, network, record.threshold, record.temperature or 1.0, model_size,
+                                              checkpoint, sha256(checkpoint), backbone, device,
+                                              torchscript=checkpoint.suffix == ".ts")
     return bundle

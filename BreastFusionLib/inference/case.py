@@ -74,10 +74,15 @@ class _Timer:
         self.timings[self.name] = round(self.timings.get(self.name, 0.0) + time.perf_counter() - self.start, 4)
 
 
+def default_models(candidates, have: set[str]) -> list[str]:
+    """The models among ``candidates`` that the inputs ``have`` ("us", "ct") allow: fusion needs either."""
+    return [m for m in candidates if (bool(have) if m == "fusion" else m in have)]
+
+
 def _models_to_run(bundle: Bundle, models, have: set[str]) -> list[str]:
     """``models`` checked against the inputs; by default every loaded model the inputs allow."""
     if models is None:
-        return [m for m in bundle.models if (bool(have) if m == "fusion" else m in have)]
+        return default_models(bundle.models, have)
     for m in models:
         if m not in bundle.models:
             raise UserInputError(f"model {m!r} was not loaded from the bundle (loaded: {', '.join(bundle.models)})")
@@ -123,7 +128,7 @@ def predict_case(
     ``tta`` averages the logits over horizontal and vertical flips (the training augmentation).
     """
     timings: dict[str, float] = {}
-    notes: list[str] = []
+    notes: list[str] = list(bundle.notes)
     crops: dict[str, LesionCrop] = {}
     images: dict[str, np.ndarray] = {}
     location = None
@@ -168,7 +173,7 @@ def predict_case(
     for name in _models_to_run(bundle, models, set(crops)):
         model = bundle.models[name]
         with _Timer(timings, f"preprocess_{name}"):
-            image = model_input(name, crops, model.spatial_size)
+            image = model_input(name, crops, model.spatial_size).to(model.device)
         present = [b for b in BRANCHES[name] if b in crops]
         if name == "fusion":
             channels = dict(zip(modality_keys(name), image[0]))
@@ -200,8 +205,8 @@ def predict_case(
             gradcam = model.gradcam(image, present, class_index)
             for branch in present:
                 crop = crops[branch]
-                pair = {"attention": to_crop(attention[branch][0, 0], DEFAULT_OUT_SIZE),
-                        "gradcam": to_crop(gradcam[branch][0, 0], DEFAULT_OUT_SIZE)}
+                pair = {"attention": to_crop(attention[branch][0, 0].cpu(), DEFAULT_OUT_SIZE),
+                        "gradcam": to_crop(gradcam[branch][0, 0].cpu(), DEFAULT_OUT_SIZE)}
                 crop_maps.setdefault(name, {})[branch] = pair
                 maps.setdefault(name, {})[branch] = {kind: to_image(pair[kind], crop.box, images[branch].shape[:2])
                                                      for kind in HEATMAP_KINDS}

@@ -1,5 +1,6 @@
 """Lesion points on chest CT: parsing 'x,y,z', checking them against the volume and the body, and
-locating a mass from either a point or a reported clock position (shared by ``locate`` and ``predict``).
+locating a mass from either a point or a reported clock position (shared by ``locate``, ``predict``
+and the 3D Slicer panel).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import numpy as np
 
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.localization.clock import ClockPosition, clock_from_point
+from BreastFusionLib.localization.clock import SIDES, ClockPosition, clock_from_point
 from BreastFusionLib.localization.nipples import body_mask, find_nipples, propose_mass
+from BreastFusionLib.localization.parsing import format_clock
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _POINT = re.compile(rf"^\s*\(?\s*({_NUMBER})\s*[,;\s]\s*({_NUMBER})\s*[,;\s]\s*({_NUMBER})\s*\)?\s*$")
@@ -65,6 +67,42 @@ class LesionLocation:
     score: float | None = None
     message: str = ""
 
+    @property
+    def depth_mm(self) -> float | None:
+        """How far the mass lies posterior to its nipple (mm), or None without a nipple."""
+        return None if self.nipple_ras is None else float(self.nipple_ras[1] - self.point_ras[1])
+
+    def describe(self) -> str:
+        """The position as a report gives it: 'Left breast, 2:00 o'clock, 30 mm from the nipple, 12 mm deep'."""
+        if self.clock_hour is None:
+            return f"{(self.side or 'unknown').capitalize()} breast: no clock position ({self.message or 'no nipple'})"
+        return (f"{self.side.capitalize()} breast, {format_clock(self.clock_hour)} o'clock, {self.distance_mm:.0f} mm "
+                f"from the nipple, {self.depth_mm:.0f} mm deep")
+
+
+def side_of_point(point_ras: np.ndarray, nipples: dict[str, np.ndarray | None]) -> tuple[str, str]:
+    """(side, how it was chosen): the breast of the nearer nipple when both nipples are known, otherwise
+    the sign of x (+x = patient right), since with one nipple missing the nearer one may be the other breast's."""
+    point = np.asarray(point_ras, dtype=float)
+    if all(nipples.get(side) is not None for side in SIDES):
+        return min(SIDES, key=lambda s: float(np.linalg.norm(np.asarray(nipples[s], float) - point))), "nearer nipple"
+    return ("right" if point[0] >= 0 else "left"), "sign of x, +x = patient right"
+
+
+def describe_point(point_ras: np.ndarray, nipples: dict[str, np.ndarray | None], side: str | None = None) -> LesionLocation:
+    """Side, clock position, distance and depth of a CT point from the nipples ``{"right": xyz or None, "left": ...}``.
+
+    The one rule for a point, used by ``locate``, ``predict`` and the 3D Slicer panel: ``side`` when given,
+    else ``side_of_point``; without that side's nipple there is no clock position (the message says so).
+    """
+    point = np.asarray(point_ras, dtype=float)
+    side = side or side_of_point(point, nipples)[0]
+    nipple = nipples.get(side)
+    if nipple is None:
+        return LesionLocation(point, side, None, None, None, "point", message=f"no {side} nipple")
+    seen = clock_from_point(nipple, point, side)
+    return LesionLocation(point, side, seen.hour, seen.distance_mm, np.asarray(nipple, float), "point")
+
 
 def locate_lesion(volume: CTVolume, point_ras: np.ndarray | None = None, position: ClockPosition | None = None,
                   side: str | None = None) -> LesionLocation:
@@ -83,12 +121,7 @@ def locate_lesion(volume: CTVolume, point_ras: np.ndarray | None = None, positio
                               np.asarray(nipple.point_ras, float), "clock", proposal.score, proposal.message)
     point = np.asarray(point_ras, dtype=float)
     check_in_body(volume, point, "lesion point")
-    if side is None:
-        found = [s for s, r in nipples.items() if r.found]
-        side = (min(found, key=lambda s: float(np.linalg.norm(nipples[s].point_ras - point))) if len(found) == 2
-                else ("right" if point[0] >= 0 else "left"))  # +x = patient right
-    nipple = nipples[side]
-    if not nipple.found:
-        return LesionLocation(point, side, None, None, None, "point", message=f"{nipple.message}: no clock position")
-    seen = clock_from_point(nipple.point_ras, point, side)
-    return LesionLocation(point, side, seen.hour, seen.distance_mm, np.asarray(nipple.point_ras, float), "point")
+    location = describe_point(point, {s: r.point_ras if r.found else None for s, r in nipples.items()}, side)
+    if location.clock_hour is None:
+        location.message = f"{nipples[location.side].message}: no clock position"
+    return location

@@ -158,3 +158,34 @@ def load_lesion_mask(paths: list[str | Path], image_shape: tuple[int, int]) -> n
     if not mask.any():
         raise UserInputError(f"{', '.join(str(p) for p in paths)}: the lesion mask is empty")
     return mask
+
+
+def write_us_png(array: np.ndarray, path: Path) -> None:
+    """Write a US frame (rows, cols) or (rows, cols, 3|4) as a PNG that ``load_us_image`` reads back at full depth.
+
+    8-bit data stays 8-bit; wider integers become 16-bit PNG (shifted when signed); float data
+    is scaled to 16 bits over its own range. Colour stays colour so overlay removal can see it.
+    """
+    pixels = np.asarray(array)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
+        raise UserInputError(f"a US frame must be (rows, cols) or (rows, cols, 3|4), got shape {pixels.shape}")
+    if pixels.dtype == np.uint8:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(path)
+        return
+    values = pixels.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if np.issubdtype(pixels.dtype, np.integer) and low >= 0 and high <= 255:
+        Image.fromarray(np.ascontiguousarray(pixels.astype(np.uint8))).save(path)
+        return
+    if np.issubdtype(pixels.dtype, np.integer):
+        scaled = values - min(low, 0.0)
+    else:
+        scaled = (values - low) / (high - low) * 65535.0 if high > low else np.zeros_like(values)
+    wide = np.clip(np.round(scaled), 0, 65535).astype(np.uint16)
+    if wide.ndim == 3:  # PIL writes no 16-bit colour PNG: keep colour at 8 bits
+        eight = np.round(wide / max(float(wide.max()), 1.0) * 255.0).astype(np.uint8)
+        Image.fromarray(np.ascontiguousarray(eight[..., :3])).save(path)
+        return
+    Image.fromarray(np.ascontiguousarray(wide)).save(path)
