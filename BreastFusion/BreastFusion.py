@@ -1,13 +1,15 @@
 """BreastFusion: benign vs malignant breast masses from ultrasound, chest CT, or both fused (3D Slicer module).
 
 This file is only GUI and MRML <-> numpy glue. Every computation (nipple detection, clock-face
-geometry, mass proposal, lesion crops, inference) lives in the Slicer-free ``BreastFusionLib``
-package, tested with pytest outside Slicer. Inference runs in a background ``PythonSlicer`` process
-(``Resources/inference_worker.py``) that calls the ``breastfusion predict`` command line, so the
-GUI never freezes and a run can be cancelled.
+geometry, mass proposal, lesion crops, previews, heat-map display windows, dependency checks,
+inference) lives in the Slicer-free ``BreastFusionLib`` package, tested with pytest outside Slicer.
+Inference runs in one long-lived background ``PythonSlicer`` process (``Resources/inference_worker.py``,
+driven through ``BreastFusionLib.serving.client``) that loads and warms the models once, so the GUI
+never freezes, later runs are fast, and Cancel stops the whole process tree.
 
-Must run on Slicer 5.8 (Python 3.9): no ``match``, no ``X | Y`` types, and no
-``from __future__ import annotations`` (the parameter node wrapper reads real annotations).
+Supported: 3D Slicer 5.10 and later (Python 3.12). The file still loads on Slicer 5.8 (Python 3.9:
+no ``match``, no ``X | Y`` types, no ``from __future__ import annotations``, which the parameter
+node wrapper could not read) only to tell the user that 5.10 is needed.
 
 Research use only: not a medical device, not for diagnosis.
 """
@@ -17,10 +19,10 @@ import json
 import logging
 import os
 import pathlib
-import queue
 import shutil
 import sys
-import threading
+import time
+import unittest
 from typing import Annotated, Callable, Dict, List, Optional
 
 import ctk
@@ -38,13 +40,17 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent
+WORKER_SCRIPT = MODULE_DIR / "Resources" / "inference_worker.py"
+REQUIREMENTS_FILE = MODULE_DIR / "Resources" / "requirements.txt"
 SAMPLE_NAME = "BreastFusionSynthetic"
 SAMPLE_SEED = 7
 DISCLAIMER = ("Research use only. BreastFusion is not a medical device and must not be used for diagnosis: "
               "every output needs review by a qualified radiologist.")
-# Never pip-installed by this module on Slicer 5.8 / 5.10: Slicer or the PyTorch extension provides them.
-SLICER_BUNDLED = {"torch", "SimpleITK", "numpy", "Pillow", "pydicom", "requests"}
 HEATMAP_COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt", "vtkMRMLColorTableNodeRainbow")
+# Markup events that mean "a point now has its final position" (not the hover preview of a placement).
+POINT_SETTLED_EVENTS = (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                        slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+                        slicer.vtkMRMLMarkupsNode.PointRemovedEvent)
 
 
 def _ensureBreastFusionLibOnPath() -> None:
@@ -61,17 +67,6 @@ def _ensureBreastFusionLibOnPath() -> None:
 
 
 _ensureBreastFusionLibOnPath()
-
-
-def _worker():
-    """The background script ``Resources/inference_worker.py`` imported as a module (its helpers are shared)."""
-    name = "BreastFusionInferenceWorker"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, str(MODULE_DIR / "Resources" / "inference_worker.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 #
@@ -93,7 +88,7 @@ Classifies a breast mass as benign or malignant from an ultrasound (US) image, t
 the same mass, or both fused (CBAM-ResNet-50 models). Workflow: load the CT and the US image, detect
 or place the nipples, type the reported position (side, clock, distance from the nipple) or click
 the mass, draw a box around the mass on the US image, check the crops, run, review the heat maps
-and export the report.<br><br>
+and export the report. Needs 3D Slicer 5.10 or later.<br><br>
 <b>{disclaimer}</b><br><br>
 See <a href="https://github.com/breastfusion/BreastFusion/blob/main/docs/SLICER.md">docs/SLICER.md</a>.
 """).format(disclaimer=DISCLAIMER)
@@ -133,7 +128,7 @@ def registerSampleData():
         fileNames=[f"{SAMPLE_NAME}_CT.nii.gz", f"{SAMPLE_NAME}_US.png"],
         nodeNames=[f"{SAMPLE_NAME}_CT", f"{SAMPLE_NAME}_US"],
         thumbnailFileName=iconPath,
-        loadFileType="VolumeFile",
+        loadFileTypes="VolumeFile",
         customDownloader=generateThenLoad,
     )
 
@@ -152,8 +147,9 @@ class BreastFusionParameterNode:
     usLesionBox: an ROI around the mass on the US image.
     side, clock, distanceMm: the reported position; kept in sync with massPoint once it is placed.
     lesionDiameterMm: lesion size for the CT crop (0 = default 20 mm).
-    modelFolder: the trained models (MONAI bundle folder); useUSModel/useCTModel/useFusionModel pick models.
-    cpuOnly: run on the CPU even when CUDA is available.
+    modelFolder: the trained models (MONAI bundle folder), "" until chosen (kept in sync with the path
+    widget by hand: the wrapper's Path connector would show an unset path as ".").
+    useUSModel/useCTModel/useFusionModel pick models; cpuOnly: run on the CPU even when CUDA is available.
     """
 
     ctVolume: vtkMRMLScalarVolumeNode
@@ -166,7 +162,7 @@ class BreastFusionParameterNode:
     clock: str = ""
     distanceMm: Annotated[float, WithinRange(0.0, 250.0)] = 30.0
     lesionDiameterMm: Annotated[float, WithinRange(0.0, 150.0)] = 0.0
-    modelFolder: pathlib.Path
+    modelFolder: str = ""
     useUSModel: bool = True
     useCTModel: bool = True
     useFusionModel: bool = True
@@ -202,6 +198,7 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.disclaimerLabel.text = DISCLAIMER
         self.ui.modelFolderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.ui.modelFolderPathLineEdit.connect("currentPathChanged(QString)", self.onModelFolderChanged)
         for placeWidget, selector in ((self.ui.rightNipplePlaceWidget, self.ui.rightNippleSelector),
                                       (self.ui.leftNipplePlaceWidget, self.ui.leftNippleSelector),
                                       (self.ui.massPlaceWidget, self.ui.massSelector),
@@ -209,6 +206,11 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             placeWidget.setMRMLScene(slicer.mrmlScene)
             placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
             selector.connect("currentNodeChanged(vtkMRMLNode*)", placeWidget.setCurrentNode)
+        for placeWidget, selector in ((self.ui.rightNipplePlaceWidget, self.ui.rightNippleSelector),
+                                      (self.ui.leftNipplePlaceWidget, self.ui.leftNippleSelector),
+                                      (self.ui.massPlaceWidget, self.ui.massSelector)):
+            placeWidget.connect("activeMarkupsPlaceModeChanged(bool)",
+                                lambda active, selector=selector: self._onPlacePoint(selector, active))
         self.ui.heatMapKindComboBox.addItems(["attention", "gradcam"])
         for label in (self.ui.usCropLabel, self.ui.ctCropLabel):
             label.setFixedSize(150, 150)
@@ -232,8 +234,8 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
-        self.logic.cancelInference()
+        """Called when the application closes and the module widget is destroyed: stop the worker."""
+        self.logic.stopWorker()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -246,6 +248,7 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._observeMarkups([])
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -274,23 +277,31 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
-        """Follow the markups that the parameter node points at, and enable what can run."""
-        self._observeMarkups()
+        """Follow the markups that the parameter node points at, show the model folder, enable what can run."""
+        p = self._parameterNode
+        self._observeMarkups([n for n in (p.massPoint, p.rightNipple, p.leftNipple) if n] if p else [])
+        if p and self.ui.modelFolderPathLineEdit.currentPath != p.modelFolder:
+            self.ui.modelFolderPathLineEdit.currentPath = p.modelFolder
         self._checkCanRun()
 
-    def _observeMarkups(self) -> None:
-        """Watch the mass and nipple points: moving one updates side / clock / distance."""
-        wanted = []
-        if self._parameterNode:
-            wanted = [n for n in (self._parameterNode.massPoint, self._parameterNode.rightNipple,
-                                  self._parameterNode.leftNipple) if n]
+    def _observeMarkups(self, wanted: List) -> None:
+        """Watch the mass and nipple points (one control point each): placing or moving one updates side / clock / distance."""
         for node in self._observedMarkups:
             if node not in wanted:
-                self.removeObserver(node, slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._onMarkupMoved)
+                for event in POINT_SETTLED_EVENTS:
+                    self.removeObserver(node, event, self._onMarkupMoved)
         for node in wanted:
             if node not in self._observedMarkups:
-                self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._onMarkupMoved)
-        self._observedMarkups = wanted
+                node.SetMaximumNumberOfControlPoints(1)
+                for event in POINT_SETTLED_EVENTS:
+                    self.addObserver(node, event, self._onMarkupMoved)
+        self._observedMarkups = list(wanted)
+
+    def _onPlacePoint(self, selector, active: bool) -> None:
+        """Placing a point on a node that already has one replaces it (a full node would make Slicer start a new node)."""
+        node = selector.currentNode()
+        if active and node and node.GetNumberOfDefinedControlPoints() > 0:
+            node.RemoveAllControlPoints()
 
     def _onMarkupMoved(self, caller=None, event=None) -> None:
         description = self.logic.updateClockFromMass(self._parameterNode)
@@ -309,6 +320,14 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- user actions -----------------------------------------------------------------------------
 
+    def onModelFolderChanged(self, path: str) -> None:
+        """Remember the folder, and load its models in the background if everything is installed already."""
+        if not self._parameterNode or self._parameterNode.modelFolder == path:
+            return
+        self._parameterNode.modelFolder = path
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the BreastFusion worker."), waitCursor=True):
+            self.logic.prepareWorker(self._parameterNode)
+
     def onLoadSample(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to create the synthetic sample case."), waitCursor=True):
             case = self.logic.loadSampleCase(self._parameterNode)
@@ -320,6 +339,7 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to detect the nipples."), waitCursor=True):
             results = self.logic.detectNipples(self._parameterNode)
             self.ui.statusLabel.text = "\n".join(r.message for r in results.values())
+            self._onMarkupMoved()  # points moved by code fire no "placed" event
 
     def onFindMass(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to find the mass."), waitCursor=True):
@@ -330,14 +350,19 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onPreviewCrops(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to compute the crops."), waitCursor=True):
-            crops = self.logic.computeCropPreviews(self._parameterNode)
+            previews = self.logic.computeCropPreviews(self._parameterNode)
             for key, label in (("us", self.ui.usCropLabel), ("ct", self.ui.ctCropLabel)):
-                label.setPixmap(_pixmapFromArray(crops[key]) if key in crops else qt.QPixmap())
-                label.toolTip = crops.get(key + "_note", "")
+                preview = previews.get(key)
+                pixmap = qt.QPixmap(str(preview.png)) if preview else qt.QPixmap()
+                if preview and pixmap.isNull():
+                    raise RuntimeError(_("Could not load the crop preview {path}").format(path=preview.png))
+                label.setPixmap(pixmap)
+                label.toolTip = preview.note if preview else ""
 
     def onRun(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the inference."), waitCursor=True):
             if not self.logic.ensureDependencies(askConfirmation=True):
+                self.ui.statusLabel.text = _("Not run: the Python packages BreastFusion needs are not installed.")
                 return
             self.ui.logTextEdit.clear()
             self.ui.progressBar.value = 0
@@ -349,7 +374,6 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCancel(self) -> None:
         self.logic.cancelInference()
-        self.ui.statusLabel.text = _("Cancelling...")
 
     def onShowHeatMap(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to show the heat map."), waitCursor=True):
@@ -373,13 +397,14 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.value = percent
         self.ui.statusLabel.text = message
 
-    def _onInferenceCompleted(self, returnCode: int, cancelled: bool) -> None:
+    def _onInferenceCompleted(self, ok: bool, message: str, cancelled: bool) -> None:
         self._checkCanRun()
         if cancelled:
-            self.ui.statusLabel.text = _("Cancelled.")
+            self.ui.statusLabel.text = _("Cancelled: the worker was stopped.")
             return
-        if returnCode != 0:
-            self.ui.statusLabel.text = _("Inference failed (exit code {code}): see the log below.").format(code=returnCode)
+        if not ok:
+            self.ui.statusLabel.text = _("Inference failed: {message}").format(message=message)
+            self._log(message)
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to read the result."), waitCursor=True):
             self._result = self.logic.readResult(self._resultFolder)
@@ -404,108 +429,6 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = _("Done. Probabilities are model outputs for research, not a diagnosis.")
 
 
-def _pixmapFromArray(pixels: np.ndarray) -> "qt.QPixmap":
-    """A [0, 1] grey crop as a QPixmap for the preview labels."""
-    grey = np.ascontiguousarray(np.clip(np.round(np.asarray(pixels, dtype=float) * 255.0), 0, 255).astype(np.uint8))
-    if grey.ndim == 3:
-        grey = np.ascontiguousarray(grey[..., 0])
-    rows, cols = grey.shape
-    image = qt.QImage(grey.tobytes(), cols, rows, cols, qt.QImage.Format_Grayscale8)
-    return qt.QPixmap.fromImage(image.copy())
-
-
-#
-# BreastFusionInferenceProcess
-#
-
-
-class BreastFusionInferenceProcess:
-    """A ``PythonSlicer`` process whose output is read by a thread and handed to the GUI thread by a QTimer.
-
-    ``cancel`` kills the process tree: on some platforms ``PythonSlicer`` is a launcher whose child
-    runs the script, so killing only the launcher would leave inference running.
-    """
-
-    POLL_MS = 200
-
-    def __init__(self, command: List[str], environment: Optional[Dict[str, str]],
-                 logCallback: Callable[[str], None], progressCallback: Callable[[int, str], None],
-                 completedCallback: Callable[[int, bool], None]) -> None:
-        self.command = command
-        self.environment = environment
-        self.logCallback = logCallback
-        self.progressCallback = progressCallback
-        self.completedCallback = completedCallback
-        self.process = None
-        self.queue = queue.Queue()
-        self.thread = None
-        self.cancelled = False
-        self.returnCode = None
-
-    def start(self) -> None:
-        logging.info("BreastFusion: %s", " ".join(self.command))
-        self.process = slicer.util.launchConsoleProcess(self.command, updateEnvironment=self.environment)
-        self.thread = threading.Thread(target=self._readOutput, daemon=True)
-        self.thread.start()
-        qt.QTimer.singleShot(self.POLL_MS, self._poll)
-
-    def _readOutput(self) -> None:
-        for line in iter(self.process.stdout.readline, ""):
-            self.queue.put(line.rstrip("\r\n"))
-        self.process.wait()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                line = self.queue.get_nowait()
-            except queue.Empty:
-                return
-            parsed = _worker().parse_progress_line(line)
-            if parsed is not None:
-                self.progressCallback(*parsed)
-            else:
-                self.logCallback(line)
-
-    def _poll(self) -> None:
-        self._drain()
-        if self.thread.is_alive():
-            qt.QTimer.singleShot(self.POLL_MS, self._poll)
-            return
-        self._drain()
-        self.returnCode = self.process.returncode
-        self.completedCallback(self.returnCode, self.cancelled)
-
-    def isRunning(self) -> bool:
-        return self.process is not None and self.returnCode is None
-
-    def cancel(self) -> None:
-        if not self.isRunning() or self.process.poll() is not None:
-            return
-        self.cancelled = True
-        try:
-            import psutil
-
-            parent = psutil.Process(self.process.pid)
-            for child in parent.children(recursive=True):
-                child.kill()
-        except Exception as error:  # psutil missing or the process already gone
-            logging.debug("BreastFusion: child processes not killed (%s)", error)
-        self.process.kill()
-
-    def wait(self, timeoutSeconds: float = 600.0) -> int:
-        """Block (processing Qt events) until the process ends; for tests and batch scripts."""
-        import time
-
-        deadline = time.time() + timeoutSeconds
-        while self.isRunning():
-            if time.time() > deadline:
-                self.cancel()
-                raise TimeoutError(f"BreastFusion inference still running after {timeoutSeconds:.0f} s: cancelled")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        return self.returnCode
-
-
 #
 # BreastFusionLogic
 #
@@ -515,57 +438,87 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
     """Everything the panel does, usable without it (Python console, batch scripts, tests).
 
     Converts MRML nodes to numpy arrays and geometry, calls BreastFusionLib, and writes results
-    back into nodes. BreastFusionLib is imported inside the methods, after ``ensureDependencies``,
-    so that the module loads even before its dependencies are installed.
+    back into nodes. BreastFusionLib modules that need numpy, scipy or more are imported inside the
+    methods, after ``ensureDependencies``, so that the module loads before anything is installed.
+    The background worker (one per Slicer session, started on the first run or when a model folder
+    is chosen) is driven through ``BreastFusionLib.serving.client.WorkerProcess``.
     """
+
+    POLL_MS = 200
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.inferenceProcess = None
+        self.worker = None  # BreastFusionLib.serving.client.WorkerProcess
+        self.workerDevice = None
+        self._run = None  # the request in flight: id, callbacks
+        self._requestCount = 0
+        self.lastOutcome = None  # (ok, message, cancelled) of the last finished request
 
     def getParameterNode(self) -> BreastFusionParameterNode:
         return BreastFusionParameterNode(super().getParameterNode())
 
     # --- dependencies -----------------------------------------------------------------------------
 
-    REQUIRED_IMPORTS = {"scipy": "scipy", "PIL": "Pillow", "SimpleITK": "SimpleITK", "pydicom": "pydicom",
-                        "torch": "torch", "monai": "monai"}
+    @staticmethod
+    def missingDependencies() -> List[str]:
+        """Distribution names of the packages BreastFusion needs that cannot be imported here."""
+        from BreastFusionLib.dependencies import missing_distributions
 
-    def missingDependencies(self) -> List[str]:
-        """Distribution names whose import is missing."""
-        return [dist for name, dist in self.REQUIRED_IMPORTS.items() if importlib.util.find_spec(name) is None]
+        return missing_distributions()
 
     def ensureDependencies(self, askConfirmation: bool = True) -> bool:
-        """Install what is missing, after asking; never called at import. False when the user declined."""
-        missing = self.missingDependencies()
+        """Install what is missing, after asking; never called at import.
+
+        Returns False (nothing installed) when the user declines and, in testing mode, whenever
+        something is missing: tests never change Slicer's Python. torch comes from the PyTorch
+        extension; the rest from requirements.txt, pinned so that nothing Slicer has is replaced.
+        """
+        from BreastFusionLib import dependencies
+
+        if sys.version_info < dependencies.MIN_PYTHON:
+            raise RuntimeError(_("BreastFusion needs 3D Slicer 5.10 or later (Python 3.10 or later); this Slicer "
+                                 "runs Python {version}.").format(version=sys.version.split()[0]))
+        missing = dependencies.missing_distributions()
         if not missing:
+            warning = dependencies.old_torch_warning()
+            if warning:
+                logging.warning("BreastFusion: %s", warning)
             return True
-        if "torch" in missing:
+        if slicer.app.testingEnabled():
+            logging.info("BreastFusion: testing mode, nothing installed; missing: %s", ", ".join(missing))
+            return False
+        if dependencies.FROM_PYTORCH_EXTENSION in missing:
             try:
                 import PyTorchUtils
             except ImportError:
                 raise RuntimeError(_("BreastFusion needs PyTorch: install the PyTorch extension from the "
                                      "Extensions Manager, restart Slicer and try again.")) from None
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation) is None:
+            minimum = ">=" + ".".join(str(n) for n in dependencies.MIN_TORCH)
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation,
+                                                            torchVersionRequirement=minimum) is None:
                 return False
-        requirements = str(MODULE_DIR / "Resources" / "requirements.txt")
-        if hasattr(slicer, "packaging"):  # Slicer >= 5.12: prompt, progress and restart detection built in
-            import slicer.packaging
-
-            slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirements), requester="BreastFusion")
-            return True
-        # Slicer 5.8 / 5.10: never reinstall what Slicer or the PyTorch extension ships (see requirements.txt).
-        missingNow = set(self.missingDependencies())
-        lines = [line.strip() for line in open(requirements) if line.strip() and not line.lstrip().startswith("#")]
-        toInstall = [r for r in lines if _requirementName(r) in missingNow and _requirementName(r) not in SLICER_BUNDLED]
-        if toInstall:
+            missing = dependencies.missing_distributions()
+        requirements, unavailable = dependencies.to_install(dependencies.read_requirements(REQUIREMENTS_FILE),
+                                                            [name for name in missing if name != "torch"])
+        if unavailable:
+            raise RuntimeError(_("{packages} should come with 3D Slicer 5.10 or later but cannot be imported: "
+                                 "use a supported Slicer version.").format(packages=", ".join(unavailable)))
+        if requirements:
             if askConfirmation and not slicer.util.confirmOkCancelDisplay(
                     _("BreastFusion needs these Python packages, which will now be downloaded and installed: {packages}. "
-                      "This can take several minutes.").format(packages=", ".join(toInstall))):
+                      "Nothing Slicer already has is changed. This can take a few minutes.").format(
+                        packages=", ".join(requirements))):
                 return False
-            for requirement in toInstall:
-                slicer.util.pip_install(requirement)
-        stillMissing = self.missingDependencies()
+            constraints = pathlib.Path(slicer.util.tempDirectory("BreastFusionInstall")) / "constraints.txt"
+            constraints.write_text(dependencies.keep_installed_constraints())
+            try:
+                import slicer.packaging
+            except ImportError:  # Slicer 5.10
+                slicer.util.pip_install([*requirements, "-c", str(constraints)])
+            else:  # Slicer 5.12 and later: progress dialog, and a restart prompt when an imported package changed
+                slicer.packaging.pip_ensure(requirements, constraints=str(constraints), prompt_install=False,
+                                            requester="BreastFusion")
+        stillMissing = dependencies.missing_distributions()
         if stillMissing:
             raise RuntimeError(_("Still missing after installation: {packages}. Restart Slicer and try again.").format(
                 packages=", ".join(stillMissing)))
@@ -596,7 +549,9 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _point(markupsNode) -> Optional[np.ndarray]:
-        if not markupsNode or markupsNode.GetNumberOfControlPoints() < 1:
+        """The node's first control point once placed (not the hover preview of a placement), RAS mm."""
+        if (not markupsNode or markupsNode.GetNumberOfControlPoints() < 1
+                or markupsNode.GetNthControlPointPositionStatus(0) != slicer.vtkMRMLMarkupsNode.PositionDefined):
             return None
         position = [0.0, 0.0, 0.0]
         markupsNode.GetNthControlPointPositionWorld(0, position)
@@ -615,6 +570,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         if current:
             return current
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+        node.SetMaximumNumberOfControlPoints(1)
         node.CreateDefaultDisplayNodes()
         node.GetDisplayNode().SetSelectedColor(*color)
         return node
@@ -674,58 +630,37 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         return proposal
 
     def updateClockFromMass(self, parameterNode: BreastFusionParameterNode) -> Optional[str]:
-        """Side, clock and distance of the mass point (from the nipple of its breast) into the parameter node.
-
-        Returns a sentence describing the position, or None while a point is missing.
-        """
-        from BreastFusionLib.localization.clock import clock_from_point
+        """Side, clock and distance of the mass point from the nipples, into the parameter node, by the same
+        rule as ``breastfusion locate`` and ``predict`` (``describe_point``). Returns the sentence to show,
+        or None while the mass point or both nipples are missing."""
         from BreastFusionLib.localization.parsing import format_clock
+        from BreastFusionLib.localization.points import describe_point
 
         mass = self._point(parameterNode.massPoint)
         nipples = {side: self._point(getattr(parameterNode, side + "Nipple")) for side in ("right", "left")}
-        found = {side: point for side, point in nipples.items() if point is not None}
-        if mass is None or not found:
+        if mass is None or all(point is None for point in nipples.values()):
             return None
-        side = parameterNode.side if parameterNode.side in found else next(iter(found))
-        if len(found) == 2:  # the nearer nipple's breast
-            side = min(found, key=lambda s: float(np.linalg.norm(found[s] - mass)))
-        position = clock_from_point(found[side], mass, side)
-        parameterNode.side = side
-        parameterNode.clock = format_clock(position.hour)
-        parameterNode.distanceMm = round(min(position.distance_mm, 250.0), 1)
-        depth = float(found[side][1] - mass[1])
-        return _("{side} breast, {clock} o'clock, {distance:.0f} mm from the nipple, {depth:.0f} mm deep").format(
-            side=side.capitalize(), clock=format_clock(position.hour), distance=position.distance_mm, depth=depth)
+        location = describe_point(mass, nipples)
+        parameterNode.side = location.side
+        if location.clock_hour is not None:
+            parameterNode.clock = format_clock(location.clock_hour)
+            parameterNode.distanceMm = round(min(location.distance_mm, 250.0), 1)
+        return location.describe()
 
     # --- crops preview ------------------------------------------------------------------------------
 
     def computeCropPreviews(self, parameterNode: BreastFusionParameterNode, folder: Optional[str] = None) -> Dict:
-        """The 300x300 crops the models will see: {"us": array, "ct": array} for what is available.
+        """The 300x300 crops the models will see, as ``BreastFusionLib.previews.CropPreview`` (pixels, PNG, note)."""
+        from BreastFusionLib.previews import crop_previews
 
-        The US crop goes through the same PNG file and loader as the background inference.
-        """
-        crops = {}
         p = parameterNode
-        if p.usVolume and p.usLesionBox:
-            from BreastFusionLib.us.crop import us_lesion_crop
-            from BreastFusionLib.us.io import load_us_image
-
-            folder = pathlib.Path(folder or slicer.util.tempDirectory("BreastFusionPreview"))
-            path = folder / "us_preview.png"
-            _worker().write_us_png(self.usArrayFromNode(p.usVolume), path)
-            crop = us_lesion_crop(load_us_image(path), box=self.usBoxXYXY(p.usVolume, p.usLesionBox))
-            crops["us"] = crop.pixels
-            crops["us_note"] = _("{count} overlay pixels removed").format(count=crop.overlay_pixels)
-        mass = self._point(p.massPoint)
-        if p.ctVolume and mass is not None:
-            from BreastFusionLib.ct.crop import ct_axial_crop
-
-            crop = ct_axial_crop(self.ctVolumeFromNode(p.ctVolume), mass, lesion_diameter_mm=p.lesionDiameterMm or None)
-            crops["ct"] = crop.pixels
-            crops["ct_note"] = _("axial slice {k} of the CT as BreastFusionLib orients it").format(k=crop.slice_index)
-        if not crops:
-            raise ValueError(_("Nothing to crop: give the US image and its lesion box, and/or the CT and the mass point."))
-        return crops
+        hasUS = bool(p.usVolume and p.usLesionBox)
+        return crop_previews(
+            folder or pathlib.Path(slicer.app.temporaryPath) / "BreastFusionPreview",
+            us_frame=self.usArrayFromNode(p.usVolume) if hasUS else None,
+            us_box=self.usBoxXYXY(p.usVolume, p.usLesionBox) if hasUS else None,
+            ct=self.ctVolumeFromNode(p.ctVolume) if p.ctVolume else None,
+            mass_point_ras=self._point(p.massPoint), lesion_diameter_mm=p.lesionDiameterMm)
 
     # --- inference ----------------------------------------------------------------------------------
 
@@ -737,10 +672,12 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         return models
 
     def writeInferenceInputs(self, parameterNode: BreastFusionParameterNode, folder: pathlib.Path) -> Dict:
-        """Write the arrays and ``inputs.json`` that ``inference_worker.py`` reads; return the json."""
+        """Write the arrays and ``inputs.json`` that the worker reads (``BreastFusionLib.serving.module_inputs``)."""
+        from BreastFusionLib.serving.protocol import INPUTS_FILE, INPUTS_VERSION
+
         p = parameterNode
         folder.mkdir(parents=True, exist_ok=True)
-        spec = {"version": 1, "us": None, "ct": None, "location": None,
+        spec = {"version": INPUTS_VERSION, "us": None, "ct": None, "location": None,
                 "lesion_diameter_mm": float(p.lesionDiameterMm) or None}
         if p.usVolume:
             np.save(folder / "us.npy", self.usArrayFromNode(p.usVolume))
@@ -757,61 +694,141 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                 spec["location"] = {"side": p.side, "clock": p.clock.strip(), "distance_mm": float(p.distanceMm)}
             else:
                 raise ValueError(_("Locate the mass on the CT: place the mass point, or give side, clock and distance."))
-        (folder / _worker().INPUTS_FILE).write_text(json.dumps(spec, indent=2))
+        (folder / INPUTS_FILE).write_text(json.dumps(spec, indent=2))
         return spec
 
-    def inferenceCommand(self, inputFolder: pathlib.Path, outputFolder: pathlib.Path, modelFolder: Optional[str],
-                         models: List[str], cpuOnly: bool, dryRun: bool = False) -> List[str]:
+    @staticmethod
+    def _bundleFolder(parameterNode: BreastFusionParameterNode) -> str:
+        folder = parameterNode.modelFolder.strip()
+        return folder if folder and os.path.isdir(os.path.join(folder, "models")) else ""
+
+    def workerCommand(self, device: str, bundleFolder: str = "") -> List[str]:
+        """``PythonSlicer inference_worker.py ...``: the worker finds BreastFusionLib through ``--python-path``."""
         python = shutil.which("PythonSlicer")
         if python is None:
             raise RuntimeError(_("PythonSlicer was not found next to Slicer: the installation looks incomplete."))
         import BreastFusionLib
 
         libraryParent = str(pathlib.Path(BreastFusionLib.__file__).resolve().parent.parent)
-        command = [python, str(MODULE_DIR / "Resources" / "inference_worker.py"), "--input", str(inputFolder),
-                   "--out", str(outputFolder), "--models", ",".join(models), "--python-path", libraryParent]
-        if modelFolder:
-            command += ["--bundle", str(modelFolder)]
-        if cpuOnly:
-            command.append("--cpu")
-        if dryRun:
-            command.append("--dry-run")
-        return command
+        command = [python, str(WORKER_SCRIPT), "--python-path", libraryParent, "--device", device]
+        return command + (["--bundle", bundleFolder] if bundleFolder else [])
+
+    def _startWorker(self, device: str, bundleFolder: str) -> None:
+        """The worker for ``device``, started (models preloaded from ``bundleFolder``) unless already running."""
+        if self.worker is not None and self.worker.is_running() and self.workerDevice == device:
+            return
+        self.stopWorker()
+        from BreastFusionLib.serving.client import WorkerProcess
+
+        environment = dict(slicer.util.startupEnvironment())
+        environment["PYTHONIOENCODING"] = "utf-8"  # the worker's messages reach the log intact on every platform
+        if device == "cpu":
+            environment["CUDA_VISIBLE_DEVICES"] = "-1"
+        command = self.workerCommand(device, bundleFolder)
+        logging.info("BreastFusion: starting %s", " ".join(command))
+        self.worker = WorkerProcess(command, environment).start()
+        self.workerDevice = device
+        qt.QTimer.singleShot(self.POLL_MS, self._pollWorker)
+
+    def prepareWorker(self, parameterNode: BreastFusionParameterNode) -> bool:
+        """Start the worker and let it load the chosen models now (no question asked, nothing installed):
+        the first run is then as fast as the later ones. False when that cannot be done yet."""
+        bundleFolder = self._bundleFolder(parameterNode)
+        if not bundleFolder or self.missingDependencies() or self.isInferenceRunning():
+            return False
+        self._startWorker("cpu" if parameterNode.cpuOnly else "auto", bundleFolder)
+        return True
 
     def startInference(self, parameterNode: BreastFusionParameterNode,
                        logCallback: Optional[Callable[[str], None]] = None,
                        progressCallback: Optional[Callable[[int, str], None]] = None,
-                       completedCallback: Optional[Callable[[int, bool], None]] = None,
-                       dryRun: bool = False) -> pathlib.Path:
-        """Write the inputs and start the background process; returns the output folder (result.json lands there)."""
+                       completedCallback: Optional[Callable[[bool, str, bool], None]] = None,
+                       checkOnly: bool = False) -> pathlib.Path:
+        """Write the inputs and send them to the worker; returns the output folder (result.json lands there).
+
+        ``checkOnly``: the worker reads and checks the inputs but predicts nothing (no model folder needed).
+        ``completedCallback(ok, message, cancelled)`` is called once, from the GUI thread.
+        """
         if self.isInferenceRunning():
             raise RuntimeError(_("An inference is already running: wait for it or cancel it."))
-        modelFolder = str(parameterNode.modelFolder) if parameterNode.modelFolder else ""
-        if not dryRun and (not modelFolder or modelFolder == "." or not os.path.isdir(modelFolder)):
-            raise ValueError(_("Choose the folder of the trained models (the BreastFusion MONAI bundle)."))
+        bundleFolder = self._bundleFolder(parameterNode)
+        if not checkOnly and not bundleFolder:
+            raise ValueError(_("Choose the folder of the trained models (the BreastFusion MONAI bundle, with a models/ folder)."))
         work = pathlib.Path(slicer.util.tempDirectory("BreastFusion"))
         self.writeInferenceInputs(parameterNode, work / "input")
-        command = self.inferenceCommand(work / "input", work / "output", modelFolder, self.selectedModels(parameterNode),
-                                        parameterNode.cpuOnly, dryRun)
-        self.inferenceProcess = BreastFusionInferenceProcess(
-            command, {"CUDA_VISIBLE_DEVICES": "-1"} if parameterNode.cpuOnly else None,
-            logCallback or (lambda text: logging.info("BreastFusion: %s", text)),
-            progressCallback or (lambda percent, text: logging.info("BreastFusion: %d%% %s", percent, text)),
-            completedCallback or (lambda code, cancelled: None))
-        self.inferenceProcess.start()
+        self._startWorker("cpu" if parameterNode.cpuOnly else "auto", bundleFolder)
+        self._requestCount += 1
+        requestId = str(self._requestCount)
+        self._run = {"id": requestId,
+                     "log": logCallback or (lambda text: logging.info("BreastFusion: %s", text)),
+                     "progress": progressCallback or (lambda percent, text: logging.info("BreastFusion: %d%% %s", percent, text)),
+                     "completed": completedCallback or (lambda ok, message, cancelled: None)}
+        self.worker.send({"id": requestId, "module_input": str(work / "input"), "out": str(work / "output"),
+                          "bundle": bundleFolder, "models": self.selectedModels(parameterNode), "check_only": checkOnly})
         return work / "output"
 
+    def _pollWorker(self) -> None:
+        """Hand the worker's events to the run's callbacks (GUI thread); keeps polling while the worker lives."""
+        from BreastFusionLib.serving.client import EXIT, LOG
+        from BreastFusionLib.serving.protocol import DONE, PROGRESS, READY
+
+        worker = self.worker
+        if worker is None:
+            return
+        for event in worker.poll():
+            run = self._run
+            if event.kind == LOG:
+                (run["log"] if run else lambda text: logging.info("BreastFusion worker: %s", text))(event.payload["text"])
+            elif event.kind == PROGRESS and run:
+                run["progress"](event.payload["percent"], event.payload["message"])
+            elif event.kind == READY:
+                ready = event.payload
+                logging.info("BreastFusion: worker ready on %s in %.1f s%s", ready.get("device"), ready.get("seconds", 0.0),
+                             f" ({ready['error']})" if ready.get("error") else "")
+            elif event.kind == DONE and run and str(event.payload.get("id")) == run["id"]:
+                if event.payload.get("ok"):
+                    run["progress"](100, _("done in {seconds:.1f} s").format(seconds=event.payload.get("seconds", 0.0)))
+                self._finishRun(bool(event.payload.get("ok")), event.payload.get("error", ""), False)
+            elif event.kind == EXIT:
+                self.worker = None
+                if run:
+                    self._finishRun(False, _("the BreastFusion worker stopped unexpectedly (exit code {code}); it is "
+                                             "started again on the next run").format(code=event.payload["returncode"]), False)
+                return
+        qt.QTimer.singleShot(self.POLL_MS, self._pollWorker)
+
+    def _finishRun(self, ok: bool, message: str, cancelled: bool) -> None:
+        run, self._run = self._run, None
+        self.lastOutcome = (ok, message, cancelled)
+        if run:
+            run["completed"](ok, message, cancelled)
+
     def isInferenceRunning(self) -> bool:
-        return self.inferenceProcess is not None and self.inferenceProcess.isRunning()
+        return self._run is not None
 
     def cancelInference(self) -> None:
-        if self.inferenceProcess is not None:
-            self.inferenceProcess.cancel()
+        """Stop the run in flight: the worker and everything it started end (it restarts on the next run)."""
+        if self._run is None:
+            return
+        self.stopWorker()
+        self._finishRun(False, _("cancelled"), True)
 
-    def waitForInference(self, timeoutSeconds: float = 600.0) -> int:
-        if self.inferenceProcess is None:
-            raise RuntimeError(_("No inference was started."))
-        return self.inferenceProcess.wait(timeoutSeconds)
+    def stopWorker(self) -> None:
+        """Close the worker's input (it exits), then kill its process tree if it is still there."""
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop(grace_seconds=1.0)
+
+    def waitForInference(self, timeoutSeconds: float = 600.0) -> bool:
+        """Block (processing Qt events) until the run ends; True when it succeeded. For tests and scripts."""
+        deadline = time.time() + timeoutSeconds
+        while self.isInferenceRunning():
+            if time.time() > deadline:
+                self.cancelInference()
+                raise TimeoutError(f"BreastFusion inference still running after {timeoutSeconds:.0f} s: cancelled")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        return bool(self.lastOutcome and self.lastOutcome[0])
 
     # --- results ------------------------------------------------------------------------------------
 
@@ -833,9 +850,12 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         """Show one heat map as a coloured overlay over its image; returns the overlay volume node.
 
         US: a volume in the geometry of the US volume. CT: a one-slice volume on axial slice
-        ``ct_slice_index`` of the CT as BreastFusionLib oriented it (``ct_geometry.json``). Attention is
-        windowed from its lowest to its highest value in the crop, as in the overlay PNGs.
+        ``ct_slice_index`` of the CT as BreastFusionLib oriented it (``ct_geometry.json``). The display
+        window is the report's (``BreastFusionLib.display.heatmap_window``).
         """
+        from BreastFusionLib.display import heatmap_window
+        from BreastFusionLib.serving.protocol import CT_GEOMETRY_FILE
+
         relative = result["heatmaps"][model][modality][kind]
         heat = np.load(pathlib.Path(folder) / relative).astype(np.float32)
         if heat.ndim != 2:
@@ -855,7 +875,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                 matrix = slicer.util.vtkMatrixFromArray(ijkToRas)
         else:
             base = parameterNode.ctVolume
-            geometry = json.loads((pathlib.Path(folder) / _worker().CT_GEOMETRY_FILE).read_text())
+            geometry = json.loads((pathlib.Path(folder) / CT_GEOMETRY_FILE).read_text())
             k = int(result["localization"]["ct_slice_index"])
             shapeKji = geometry["shape_kji"]
             if heat.shape != tuple(shapeKji[1:]):
@@ -875,10 +895,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                 display.SetAndObserveColorNodeID(colorId)
                 break
         display.AutoWindowLevelOff()
-        low, high = 0.0, 1.0  # Grad-CAM is already scaled 0..1
-        if kind == "attention" and heat.max() > 0:  # gates sit near 0.5: show their range inside the crop (heat > 0)
-            low, high = float(heat[heat > 0].min()), float(heat.max())
-        display.SetWindowLevelMinMax(low, max(high, low + 1e-6))
+        display.SetWindowLevelMinMax(*heatmap_window(kind, heat))
         slicer.util.setSliceViewerLayers(background=base, foreground=node, foregroundOpacity=opacity)
         mass = self._point(parameterNode.massPoint)
         if modality == "ct" and mass is not None:
@@ -941,18 +958,10 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         ijkToRas = slicer.util.arrayFromVTKMatrix(matrix)
         corners = np.array([[x0 - 0.5, y0 - 0.5, -0.5, 1.0], [x1 - 0.5, y1 - 0.5, 0.5, 1.0]]) @ ijkToRas.T
         roi = parameterNode.usLesionBox or slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "US lesion box")
-        roi.SetXYZ(*((corners[0, :3] + corners[1, :3]) / 2.0))
-        roi.SetRadiusXYZ(*(np.abs(corners[1, :3] - corners[0, :3]) / 2.0))
+        roi.SetCenterWorld(*((corners[0, :3] + corners[1, :3]) / 2.0))
+        roi.SetSizeWorld(*np.abs(corners[1, :3] - corners[0, :3]))
         parameterNode.usLesionBox = roi
         return roi
-
-
-def _requirementName(requirement: str) -> str:
-    """'monai[fire]>=1.4 ; python_version...' -> 'monai'."""
-    name = requirement.split(";")[0].strip()
-    for separator in "[<>=!~ ":
-        name = name.split(separator)[0]
-    return name
 
 
 #
@@ -961,11 +970,12 @@ def _requirementName(requirement: str) -> str:
 
 
 class BreastFusionTest(ScriptedLoadableModuleTest):
-    """The full workflow on the synthetic sample case.
+    """The full workflow on the synthetic sample case, offline (nothing is downloaded or installed).
 
-    Inference runs for real when ``BreastFusionLib.commands.predict`` exists and the environment
-    variable ``BREASTFUSION_TEST_BUNDLE`` names a trained model folder; otherwise the background
-    process runs in ``--dry-run`` mode (inputs written, predict skipped) and the test says so.
+    Skipped, with the reason shown, when BreastFusion's Python packages are missing. The worker always
+    runs: it reads and checks the module's inputs; it predicts for real (result, heat maps, report,
+    then a run cancelled part-way) when the environment variable ``BREASTFUSION_TEST_BUNDLE`` names a
+    trained model folder.
     """
 
     def setUp(self):
@@ -973,12 +983,19 @@ class BreastFusionTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_BreastFusionWorkflow()
+        try:
+            self.test_BreastFusionWorkflow()
+        except unittest.SkipTest as reason:  # Reload and Test would show a skip as a failure
+            self.delayDisplay(f"BreastFusionTest skipped: {reason}")
 
     def test_BreastFusionWorkflow(self):
         logic = BreastFusionLogic()
-        if not logic.ensureDependencies(askConfirmation=False):
-            self.skipTest("BreastFusion dependencies are not installed")
+        if sys.version_info < (3, 10):
+            self.skipTest("BreastFusion needs 3D Slicer 5.10 or later")
+        missing = logic.missingDependencies()
+        if missing:
+            self.skipTest(f"BreastFusion's Python packages are not installed ({', '.join(missing)}): press Run once "
+                          "in the BreastFusion module to install them, then run this test again")
         p = logic.getParameterNode()
 
         self.delayDisplay("Generating and loading the synthetic sample case")
@@ -1004,36 +1021,40 @@ class BreastFusionTest(ScriptedLoadableModuleTest):
         box = [float(v) for v in case["us_box"].split(",")]
         logic.addUSBoxFromPixels(p, box)
         np.testing.assert_allclose(logic.usBoxXYXY(p.usVolume, p.usLesionBox), box, atol=1.0)
-        crops = logic.computeCropPreviews(p)
-        self.assertEqual(crops["us"].shape[:2], (300, 300))
-        self.assertEqual(crops["ct"].shape[:2], (300, 300))
+        previews = logic.computeCropPreviews(p)
+        for key in ("us", "ct"):
+            self.assertEqual(previews[key].pixels.shape[:2], (300, 300))
+            self.assertFalse(qt.QPixmap(str(previews[key].png)).isNull())
 
         bundle = os.environ.get("BREASTFUSION_TEST_BUNDLE", "")
-        realRun = bool(bundle) and importlib.util.find_spec("BreastFusionLib.commands.predict") is not None
-        p.modelFolder = pathlib.Path(bundle or ".")
+        p.modelFolder = bundle
         p.cpuOnly = True
-        self.delayDisplay("Background inference" + ("" if realRun else " (dry run: no predict command or no BREASTFUSION_TEST_BUNDLE)"))
+        self.delayDisplay("Background worker: " + ("inference" if bundle else "inputs checked (set BREASTFUSION_TEST_BUNDLE "
+                                                                              "to a trained model folder to test inference)"))
         progress = []
-        folder = logic.startInference(p, progressCallback=lambda percent, text: progress.append(percent), dryRun=not realRun)
-        self.assertEqual(logic.waitForInference(600.0), 0)
+        folder = logic.startInference(p, progressCallback=lambda percent, text: progress.append(percent), checkOnly=not bundle)
+        self.assertTrue(logic.waitForInference(600.0), logic.lastOutcome)
         self.assertEqual(progress[-1], 100)
         self.assertTrue((folder / "ct_geometry.json").is_file())
-        argv = json.loads((folder / "predict_argv.json").read_text())
-        self.assertTrue(any(a.startswith("--point=") for a in argv))
-        self.assertTrue(any(a.startswith("--us-box=") for a in argv))
-        if not realRun:
-            self.delayDisplay("Dry run passed; set BREASTFUSION_TEST_BUNDLE to test predict, heat maps and the report")
-            return
+        if bundle:
+            result = logic.readResult(folder)
+            for name, entry in result["models"].items():
+                self.assertTrue(0.0 <= entry["probability"] <= 1.0, name)
+                self.assertIn(entry["decision"], ("benign", "malignant"))
+            for model, modalities in result.get("heatmaps", {}).items():
+                for modality in modalities:
+                    node = logic.showHeatMap(p, result, folder, model, modality, "attention")
+                    self.assertEqual(node.GetImageData().GetDimensions()[2], 1)
+            exported = pathlib.Path(slicer.util.tempDirectory("BreastFusionTest")) / "report.html"
+            logic.exportReport(folder, exported)
+            self.assertTrue(exported.is_file())
 
-        result = logic.readResult(folder)
-        for name, entry in result["models"].items():
-            self.assertTrue(0.0 <= entry["probability"] <= 1.0, name)
-            self.assertIn(entry["decision"], ("benign", "malignant"))
-        for model, modalities in result.get("heatmaps", {}).items():
-            for modality in modalities:
-                node = logic.showHeatMap(p, result, folder, model, modality, "attention")
-                self.assertEqual(node.GetImageData().GetDimensions()[2], 1)
-        exported = pathlib.Path(slicer.util.tempDirectory("BreastFusionTest")) / "report.html"
-        logic.exportReport(folder, exported)
-        self.assertTrue(exported.is_file())
+            self.delayDisplay("Cancel stops the worker")
+            logic.startInference(p)
+            process = logic.worker.process
+            logic.cancelInference()
+            self.assertIsNone(logic.worker)
+            self.assertIsNotNone(process.poll())
+            self.assertTrue(logic.lastOutcome[2])
+        logic.stopWorker()
         self.delayDisplay("Test passed")

@@ -34,7 +34,8 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
 from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, GradCAMMaps, min_max, record_attention
-from BreastFusionLib.inference.outputs import display_stretch, jet
+from BreastFusionLib.display import display_stretch
+from BreastFusionLib.inference.outputs import jet
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort
 from BreastFusionLib.synthetic.dicom import fake_identity

@@ -283,3 +283,20 @@ def test_acrin_001_breasts_below_the_field_of_view_are_reported():
             assert result.point_ras[2] < lowest_z + 15.0 and result.confidence < 0.5
         else:
             assert "lower edge" in result.message and result.point_ras is None
+
+
+def test_one_rule_gives_side_clock_distance_and_depth_of_a_point():
+    """describe_point: what locate, predict and the Slicer panel all say about a CT point."""
+    from BreastFusionLib.localization.points import describe_point, side_of_point
+
+    right, left = np.array([80.0, 100.0, 0.0]), np.array([-80.0, 100.0, 0.0])
+    mass = np.array([-110.0, 80.0, 0.0])  # 30 mm lateral of the left nipple, 20 mm deep
+    location = describe_point(mass, {"right": right, "left": left})
+    assert (location.side, round(location.clock_hour, 6), location.distance_mm, location.depth_mm) == ("left", 3.0, 30.0, 20.0)
+    assert location.describe() == "Left breast, 3:00 o'clock, 30 mm from the nipple, 20 mm deep"
+    assert side_of_point(np.array([-5.0, 0, 0]), {"right": right, "left": left}) == ("left", "nearer nipple")
+    # one nipple missing: the side comes from the sign of x, as the nearer nipple may be the other breast's
+    assert side_of_point(np.array([5.0, 0, 0]), {"right": right, "left": None}) == ("right", "sign of x, +x = patient right")
+    lost = describe_point(mass, {"right": right, "left": None})
+    assert (lost.side, lost.clock_hour) == ("left", None) and "no left nipple" in lost.describe()
+    assert describe_point(mass, {"right": right, "left": None}, side="right").side == "right"  # a given side wins

@@ -74,10 +74,10 @@ def test_the_extractor_resolves_widgets_nodes_and_inherited_members():
         "qSlicerMarkupsPlaceWidget.placeMultipleMarkups",  # a loop over (self.ui.a, self.ui.b) pairs
         "signal qMRMLNodeComboBox.currentNodeChanged(vtkMRMLNode*)",
         "vtkMRMLScalarVolumeNode.GetIJKToRASMatrix",  # a parameter-node field -> its annotation
-        "vtkMRMLMarkupsROINode.SetXYZ",  # AddNewNodeByClass("vtkMRMLMarkupsROINode")
+        "vtkMRMLMarkupsROINode.SetCenterWorld",  # AddNewNodeByClass("vtkMRMLMarkupsROINode")
         "qSlicerScriptedLoadableModule.title",  # self.parent of a ScriptedLoadableModule
         "parameterNodeWrapper.connectGui", "QLayout.addWidget", "vtkSlicerMarkupsLogic.JumpSlicesToLocation",
-        "wrapper bind pathlib.Path -> ctkPathLineEdit", "ui slot qSlicerMarkupsPlaceWidget.setMRMLScene(vtkMRMLScene*)",
+        "wrapper bind bool -> QCheckBox", "signal ctkPathLineEdit.currentPathChanged(QString)", "ui slot qSlicerMarkupsPlaceWidget.setMRMLScene(vtkMRMLScene*)",
     }
     assert expected <= keys, expected - keys
 

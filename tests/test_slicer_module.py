@@ -79,8 +79,22 @@ def test_every_ui_name_used_by_the_module_exists_with_the_expected_class():
         assert widgets[name].get("class") == expected, f"{name} is a {widgets[name].get('class')}, expected {expected}"
 
 
-def test_every_parameter_node_field_is_bound_to_a_fitting_widget():
+# Fields the module keeps in sync with their widget by hand: the wrapper's Path connector shows an unset path as ".".
+SYNCED_BY_HAND = {"modelFolder": ("modelFolderPathLineEdit", "currentPathChanged(QString)")}
+
+
+def test_model_folder_is_a_plain_string_synced_by_hand_so_an_unset_folder_shows_empty():
     fields = _parameter_fields()
+    source = MODULE_PY.read_text()
+    for field, (widget, signal) in SYNCED_BY_HAND.items():
+        assert fields[field] == "str", fields[field]
+        assert re.search(rf'\bmodelFolder: str = ""', source)
+        assert f'self.ui.{widget}.connect("{signal}"' in source and f"self.ui.{widget}.currentPath = " in source
+        assert _parameter_name(_ui_widgets()[widget]) is None  # not bound by the wrapper
+
+
+def test_every_parameter_node_field_is_bound_to_a_fitting_widget():
+    fields = {name: annotation for name, annotation in _parameter_fields().items() if name not in SYNCED_BY_HAND}
     bound: dict[str, list[ET.Element]] = {}
     for widget in _ui_widgets().values():
         name = _parameter_name(widget)

@@ -21,10 +21,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from BreastFusionLib.cohort.manifest import load_manifest, write_manifest
 from BreastFusionLib.crop import DEFAULT_LESION_FRACTION, DEFAULT_OUT_SIZE
+from BreastFusionLib.display import save_grey_png
 from BreastFusionLib.ct.crop import ct_axial_crop
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.errors import UserInputError
@@ -41,7 +41,7 @@ def _save_png(crop: np.ndarray, out_dir: Path, name: str) -> str:
     """Save an 8-bit crop under ``out_dir/crops``; return its path relative to ``out_dir``."""
     path = out_dir / "crops" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.round(np.clip(crop, 0, 1) * 255).astype(np.uint8)).save(path)
+    save_grey_png(crop, path)
     return str(path.relative_to(out_dir))
 
 

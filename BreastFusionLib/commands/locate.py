@@ -15,12 +15,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from BreastFusionLib.commands.ct_options import add_ct_options
 from BreastFusionLib.ct.crop import ct_axial_crop
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
+from BreastFusionLib.display import save_grey_png
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import ClockPosition, clock_from_point
 from BreastFusionLib.localization.nipples import NippleResult, candidate_region, find_nipples, propose_mass
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     crop = ct_axial_crop(volume, proposal.point_ras, lesion_diameter_mm=diameter)
-    Image.fromarray(np.round(crop.pixels * 255.0).astype(np.uint8)).save(out / "ct_crop.png")
+    save_grey_png(crop.pixels, out / "ct_crop.png")
     region = candidate_region(volume, nipple, position)
     write_localization_overlay(volume, out / "overlay.png", nipples, proposal.point_ras, region, crop.box, crop.slice_index)
     record = {

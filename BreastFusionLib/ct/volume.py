@@ -103,3 +103,8 @@ def to_sitk(volume: CTVolume) -> sitk.Image:
     image.SetDirection(tuple(float(d) for d in direction_lps.ravel()))
     image.SetOrigin(tuple(float(o) for o in LPS_TO_RAS @ volume.ijk_to_ras[:3, 3]))
     return image
+
+
+def canonical(volume: CTVolume) -> CTVolume:
+    """The same voxels in the canonical orientation that the loaders return (e.g. for a 3D Slicer node's array)."""
+    return from_sitk(to_sitk(volume))

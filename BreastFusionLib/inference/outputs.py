@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from BreastFusionLib.crop import CropBox
+from BreastFusionLib.display import display_stretch, save_grey_png, to_uint8
 from BreastFusionLib.inference.bundle import Bundle
 from BreastFusionLib.inference.case import HEATMAP_KINDS, CaseResult
 from BreastFusionLib.inference.report_html import write_report_html
@@ -28,11 +29,6 @@ JET = {"red": ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
        "blue": ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0))}
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[0, 1] floats -> 8-bit grey levels (as the training crops were saved)."""
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def jet(values: np.ndarray) -> np.ndarray:
     """RGB in [0, 1] of the jet colour map for values in [0, 1] (blue = low, red = high)."""
     clipped = np.clip(values, 0.0, 1.0)
@@ -45,18 +41,6 @@ def blend(grey: np.ndarray, heat: np.ndarray, strength: float = 0.5) -> np.ndarr
     alpha = strength * np.clip(heat, 0.0, 1.0)[..., None]
     rgb = np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2) * (1 - alpha) + colour * alpha
     return to_uint8(rgb)
-
-
-def display_stretch(heat: np.ndarray, crop_map: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """An attention map stretched for display from its (min, max) inside the crop to [0, 1], with that range.
-
-    Attention values are sigmoid gates, often all near 0.5; drawn as they are they tint the whole crop
-    evenly. The saved maps keep the raw values; only the overlay is stretched, and its title says from what.
-    """
-    low, high = float(crop_map.min()), float(crop_map.max())
-    if high <= low:
-        return np.zeros_like(heat), low, high
-    return np.clip((heat - low) / (high - low), 0.0, 1.0), low, high
 
 
 def _panel(rgb: np.ndarray, box: CropBox, title: str) -> Image.Image:
@@ -114,7 +98,7 @@ def write_outputs(result: CaseResult, bundle: Bundle, out_dir: str | Path) -> di
     crops, overlays, heatmaps = {}, {}, {}
     for key, crop in result.crops.items():
         crops[key] = f"{key}_crop.png"
-        Image.fromarray(to_uint8(crop.pixels)).save(out / crops[key])
+        save_grey_png(crop.pixels, out / crops[key])
     for model, branches in result.heatmaps.items():
         for key, maps in branches.items():
             for kind in HEATMAP_KINDS:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from BreastFusionLib.commands.predict import CaseRequest, checked_models
-from BreastFusionLib.ct.volume import CTVolume, from_sitk, to_sitk
+from BreastFusionLib.ct.volume import CTVolume, canonical
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.parsing import parse_clock, parse_distance_mm, parse_side
@@ -37,11 +37,6 @@ from BreastFusionLib.serving.protocol import CT_GEOMETRY_FILE, INPUTS_FILE, INPU
 from BreastFusionLib.us.io import write_us_png
 
 US_PNG = "us.png"
-
-
-def canonical_ct(hu: np.ndarray, ijk_to_ras) -> CTVolume:
-    """The volume node's voxels and IJKToRAS in BreastFusionLib's canonical orientation (what ``load_ct`` gives)."""
-    return from_sitk(to_sitk(CTVolume(hu=np.asarray(hu), ijk_to_ras=np.asarray(ijk_to_ras, dtype=float))))
 
 
 def ct_geometry(volume: CTVolume) -> dict:
@@ -81,7 +76,7 @@ def case_from_folder(folder: Path, out: Path, bundle: Path, models: list[str] | 
             write_us_png(np.load(folder / spec["us"]["array"]), us_png)
             box = spec["us"].get("box_xyxy")
         if spec.get("ct"):
-            volume = canonical_ct(np.load(folder / spec["ct"]["array"]), spec["ct"]["ijk_to_ras"])
+            volume = canonical(CTVolume(hu=np.load(folder / spec["ct"]["array"]), ijk_to_ras=spec["ct"]["ijk_to_ras"]))
             (out / CT_GEOMETRY_FILE).write_text(json.dumps(ct_geometry(volume), indent=2))
         point, clock = _location(spec)
     except (OSError, ValueError, KeyError, TypeError) as error:
