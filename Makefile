@@ -1,11 +1,15 @@
 # BreastFusion: `make demo` runs the main job, `make test` runs the test suite.
-# Both create or update the virtual environment in .venv first.
+# Both create or update the virtual environment in .venv first; `make test` also builds (once) .venv-slicer,
+# a Python holding only what 3D Slicer gives the module's worker (tests/slicer_python/build_env.py).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test bench clean
+SLICER_ENV := .venv-slicer
+SLICER_STAMP := $(SLICER_ENV)/.inputs
+
+.PHONY: env slicer-env demo test bench clean
 
 env: $(STAMP)
 
@@ -15,10 +19,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test,tracking]"
 	touch $(STAMP)
 
+slicer-env: $(SLICER_STAMP)
+
+$(SLICER_STAMP): $(STAMP) tests/slicer_python/build_env.py tests/slicer_python/slicer-5.10.0-python.txt BreastFusion/Resources/requirements.txt BreastFusionLib/dependencies.py
+	$(PY) tests/slicer_python/build_env.py $(SLICER_ENV)
+
 demo: env
 	$(PY) -m BreastFusionLib.demo
 
-test: env
+test: env slicer-env
 	$(PY) -m pytest -q
 
 # `make bench`: network throughput, then the BUSI cross-validation benchmark through the bundle, the
@@ -46,4 +55,4 @@ bench: env
 	$(NICE) $(PY) training/bench_feature_cache.py --dataset $(BENCH_OUT)/data/removed --images 64 --size 300 --throughput --out $(BENCH_OUT)/feature_cache.json
 
 clean:
-	rm -rf $(VENV) out runs
+	rm -rf $(VENV) $(SLICER_ENV) out runs
