@@ -511,13 +511,13 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                 return False
             constraints = pathlib.Path(slicer.util.tempDirectory("BreastFusionInstall")) / "constraints.txt"
             constraints.write_text(dependencies.keep_installed_constraints())
-            try:
-                import slicer.packaging
+            try:  # "import slicer.packaging" here would make "slicer" a local name of this whole method
+                from slicer import packaging as slicerPackaging
             except ImportError:  # Slicer 5.10
                 slicer.util.pip_install([*requirements, "-c", str(constraints)])
             else:  # Slicer 5.12 and later: progress dialog, and a restart prompt when an imported package changed
-                slicer.packaging.pip_ensure(requirements, constraints=str(constraints), prompt_install=False,
-                                            requester="BreastFusion")
+                slicerPackaging.pip_ensure(requirements, constraints=str(constraints), prompt_install=False,
+                                           requester="BreastFusion")
         stillMissing = dependencies.missing_distributions()
         if stillMissing:
             raise RuntimeError(_("Still missing after installation: {packages}. Restart Slicer and try again.").format(

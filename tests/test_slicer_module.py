@@ -200,8 +200,10 @@ def test_cmake_lists_existing_resources_and_registers_tests():
     assert "Resources/inference_worker.py" in resources
     assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     top = TOP_CMAKE.read_text()
-    for variable in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
+    for variable in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL"):
         assert re.search(rf'set\(EXTENSION_{variable} "[^"]+"\)', top), variable
+    for url in re.findall(r'"(https://raw\.githubusercontent\.com/breastfusion/BreastFusion/main/([^"]+))"', top):
+        assert (ROOT / url[1]).is_file(), f"{url[0]} names a file that is not in the repository"
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in top and "add_subdirectory(BreastFusion)" in top
 
 
