@@ -23,7 +23,7 @@ Keys of a usage (the same keys name the entries of the list):
 
 ``python tests/slicer_api.py`` prints what the list lacks for BreastFusion.py, as entries to complete;
 ``python tests/slicer_api.py --check-sources [MIRRORS]`` re-reads every cited line from local git
-mirrors. The format of the list and how to extend it: docs/SLICER.md ("The Slicer API check").
+mirrors. The format of the list and how to extend it: docs/SLICER.md, section 'The Slicer API check'.
 """
 
 import ast
@@ -520,7 +520,7 @@ HOW_TO_ADD = ("To allow a usage, find it in the sources Slicer 5.10.0 is built f
               "commits it pins; see \"sources\" in tests/slicer_api.json) and add an entry there: name, kind, the call shapes "
               "checked (\"calls\"), \"source\" {repo, ref, path, line, text of that line} and \"verified\": true. "
               "`python tests/slicer_api.py` prints templates of the missing entries; `python tests/slicer_api.py --check-sources` "
-              "re-reads every cited line from local git mirrors. See docs/SLICER.md ("The Slicer API check").")
+              "re-reads every cited line from local git mirrors. See docs/SLICER.md, section 'The Slicer API check'.")
 
 
 def problems(found: List[Usage], api: dict) -> List[str]:

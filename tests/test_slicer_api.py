@@ -1,6 +1,6 @@
 """The Slicer module uses only Slicer API checked in Slicer's own sources (tests/slicer_api.json), without Slicer.
 
-tests/slicer_api.py reads BreastFusion.py and its .ui; docs/SLICER.md ("The Slicer API check") says how to extend the list.
+tests/slicer_api.py reads BreastFusion.py and its .ui; docs/SLICER.md, section 'The Slicer API check' says how to extend the list.
 """
 
 import json
