@@ -59,6 +59,19 @@ def test_missing_slice_is_located(volume, tmp_path):
         load_ct(tmp_path / "dicom")
 
 
+@pytest.mark.parametrize("kept_bytes, message", [
+    (None, "belongs to the CT series but its image cannot be read"),  # cut in the pixel data
+    (200, "ends before its series UID"),  # cut in the header
+])
+def test_a_truncated_slice_is_named_not_reported_as_a_gap(volume, tmp_path, kept_bytes, message):
+    write_ct_series(volume, tmp_path / "dicom", "case1")
+    victim = tmp_path / "dicom" / "slice0005.dcm"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: kept_bytes or len(data) // 2])
+    with pytest.raises(UserInputError, match=rf"slice0005.dcm: .*{message} \(truncated or damaged\?\)"):
+        load_ct(tmp_path / "dicom")
+
+
 def test_bad_inputs_are_named(volume, tmp_path):
     write_ct_series(volume, tmp_path / "pet", "case1")
     for path in (tmp_path / "pet").glob("*.dcm"):

@@ -49,6 +49,25 @@ def _series_files(folder: Path) -> dict[str, list[str]]:
     return series
 
 
+def _check_no_damaged_slice(folder: Path, series: dict[str, list[str]], uid: str) -> None:
+    """Name a DICOM file of the folder that GDCM left out of every series because it cannot be read
+    (a truncated copy, say), instead of reporting the gap it leaves between its neighbours."""
+    listed = {str(Path(f).resolve()) for files in series.values() for f in files}
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and str(p.resolve()) not in listed):
+        if path.name.upper() == "DICOMDIR" or not is_dicom(path):
+            continue
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        except Exception as error:  # pydicom raises many types for a cut-off file
+            raise UserInputError(f"{path}: a DICOM file of the CT folder cannot be read (truncated or damaged?): "
+                                 f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from None
+        found = str(header.get("SeriesInstanceUID", ""))
+        if found == uid:
+            raise UserInputError(f"{path}: belongs to the CT series but its image cannot be read (truncated or damaged?)")
+        if not found:
+            raise UserInputError(f"{path}: a DICOM file of the CT folder ends before its series UID (truncated or damaged?)")
+
+
 def _check_series(files: list[str], folder: Path) -> None:
     """Refuse a series with mixed geometry, missing slices or uneven slice spacing, naming where."""
     headers = [_header(f) for f in files]
@@ -91,6 +110,7 @@ def load_dicom_series(folder: str | Path, series_uid: str | None = None) -> CTVo
     uid = series_uid or next(iter(series))
     if uid not in series:
         raise UserInputError(f"{folder}: no CT series with UID {uid}; found {sorted(series)}")
+    _check_no_damaged_slice(folder, series, uid)
     _check_series(series[uid], folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(series[uid])
