@@ -617,7 +617,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
     def findMass(self, parameterNode: BreastFusionParameterNode):
         """Propose the mass centre in the reported sector (side, clock, distance) and place the mass point there."""
         from BreastFusionLib.localization.clock import ClockPosition
-        from BreastFusionLib.localization.nipples import propose_mass
+        from BreastFusionLib.localization.mass import propose_mass
         from BreastFusionLib.localization.parsing import parse_clock, parse_side
 
         side = parse_side(parameterNode.side)

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from BreastFusionLib.ct.volume import CTVolume, from_sitk, to_sitk
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import ClockPosition, clock_from_point, point_from_clock
-from BreastFusionLib.localization.nipples import body_mask, candidate_region, find_nipples, propose_mass
+from BreastFusionLib.localization.body import body_mask
+from BreastFusionLib.localization.mass import candidate_region, propose_mass
+from BreastFusionLib.localization.nipples import find_nipples
 from BreastFusionLib.localization.parsing import parse_clock, parse_distance_mm, parse_side
 
 

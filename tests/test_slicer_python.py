@@ -141,7 +141,8 @@ from pathlib import Path
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.dependencies import missing_distributions
 from BreastFusionLib.localization.clock import ClockPosition
-from BreastFusionLib.localization.nipples import find_nipples, propose_mass
+from BreastFusionLib.localization.mass import propose_mass
+from BreastFusionLib.localization.nipples import find_nipples
 from BreastFusionLib.localization.parsing import parse_clock
 from BreastFusionLib.localization.points import describe_point
 from BreastFusionLib.previews import crop_previews

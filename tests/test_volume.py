@@ -54,3 +54,18 @@ def test_bad_shapes_are_rejected():
         CTVolume(np.zeros((4, 4)), np.eye(4))
     with pytest.raises(ValueError, match="4x4"):
         CTVolume(np.zeros((2, 2, 2)), np.eye(3))
+
+
+def test_patient_view_is_built_once_and_maps_indices_both_ways():
+    """Localization and its check figure share one view of the voxels in [superior, posterior, left] order."""
+    hu = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)  # [k, j, i]
+    matrix = np.array([[0.0, 0.0, -2.0, 10.0], [0.0, -0.5, 0.0, 5.0], [-1.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    volume = CTVolume(hu, matrix)  # i runs inferior, j posterior, k toward the patient's left
+    view = volume.patient_view
+    assert view is volume.patient_view and view.shape == (4, 3, 2)
+    assert view.voxel_axes == (0, 1, 2) and view.flips == (True, False, False)  # only i runs backwards
+    np.testing.assert_array_equal(view.unview(view.hu), hu)
+    ijk = np.array([[1.0, 2.0, 0.5], [3.0, 0.0, 1.0]])
+    np.testing.assert_allclose(view.to_ijk(view.from_ijk(ijk)), ijk)
+    superior = volume.ijk_to_ras_points(view.to_ijk(np.array([1.0, 0, 0])))[2] - volume.ijk_to_ras_points(view.to_ijk(np.zeros(3)))[2]
+    assert superior > 0  # the first patient axis runs superior

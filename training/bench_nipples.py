@@ -24,7 +24,8 @@ from test_localization import chest_phantom, phantom_nipple  # noqa: E402
 
 from BreastFusionLib.ct.volume import from_sitk, to_sitk  # noqa: E402
 from BreastFusionLib.localization.clock import ClockPosition, point_from_clock  # noqa: E402
-from BreastFusionLib.localization.nipples import find_nipples, propose_mass  # noqa: E402
+from BreastFusionLib.localization.mass import propose_mass  # noqa: E402
+from BreastFusionLib.localization.nipples import find_nipples  # noqa: E402
 
 
 def write_dicom_series(image: sitk.Image, folder: Path) -> None:

@@ -6,7 +6,7 @@ For each case of ``sample_lesions(cases, seed)`` the CT is rendered (``render_ct
 are found (``find_nipples``) and compared with ``nipples_ras``; the mass is proposed
 (``propose_mass``) at the case's true clock hour and distance, from the detected nipple (the
 end-to-end figure) and from the true nipple (the proposal step alone), and compared with
-``mass_ras``. ``--failures DIR`` writes the localization overlay of up to 8 proposals more than 5 mm off.
+``mass_ras``. ``--failures DIR`` writes the check figure of up to 8 proposals more than 5 mm off.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from BreastFusionLib.localization.clock import ClockPosition, clock_from_point  # noqa: E402
-from BreastFusionLib.localization.nipples import candidate_region, find_nipples, propose_mass  # noqa: E402
-from BreastFusionLib.localization.overlay import write_localization_overlay  # noqa: E402
+from BreastFusionLib.localization.mass import candidate_region, propose_mass  # noqa: E402
+from BreastFusionLib.localization.nipples import find_nipples  # noqa: E402
+from BreastFusionLib.localization.check_figure import write_check_figure  # noqa: E402
 from BreastFusionLib.synthetic.chest_ct import render_ct  # noqa: E402
 from BreastFusionLib.synthetic.latent import sample_lesions  # noqa: E402
 
@@ -88,7 +89,7 @@ def main() -> None:
             if len(list(args.failures.glob("*.png"))) < 8:
                 proposal = propose_mass(case.volume, nipples[spec.side].point_ras, position)
                 region = candidate_region(case.volume, nipples[spec.side].point_ras, position)
-                write_localization_overlay(case.volume, args.failures / f"{spec.case_id}.png", nipples, proposal.point_ras, region)
+                write_check_figure(case.volume, args.failures / f"{spec.case_id}.png", nipples, proposal.point_ras, region)
 
     nipple_errors = np.array([row[f"nipple_{side}_mm"] for row in rows for side in ("right", "left")])
     summary = {

@@ -7,7 +7,7 @@ columns such as ``split``, ``fold``, ``group`` and reader scores are kept). The 
 that manifest; the inference API calls the same two crop functions on raw inputs.
 
 When a CT case gives side + clock + distance instead of a point, the nipple is found and the mass
-point proposed automatically (``localization.nipples``); check such crops by eye.
+point proposed automatically (``localization.mass``); check such crops by eye.
 
 Command line: ``python -m BreastFusionLib.cohort.prepare MANIFEST OUT [--size 300] [--workers 2] [--keep-overlays]``.
 """

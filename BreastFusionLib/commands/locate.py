@@ -23,8 +23,9 @@ from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.display import save_grey_png
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import ClockPosition, clock_from_point
-from BreastFusionLib.localization.nipples import NippleResult, candidate_region, find_nipples, propose_mass
-from BreastFusionLib.localization.overlay import write_localization_overlay
+from BreastFusionLib.localization.mass import candidate_region, propose_mass
+from BreastFusionLib.localization.nipples import NippleResult, find_nipples
+from BreastFusionLib.localization.check_figure import write_check_figure
 from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
 from BreastFusionLib.localization.points import check_inside, describe_point, parse_point, side_of_point
 
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     crop = ct_axial_crop(volume, proposal.point_ras, lesion_diameter_mm=diameter)
     save_grey_png(crop.pixels, out / "ct_crop.png")
     region = candidate_region(volume, nipple, position)
-    write_localization_overlay(volume, out / "overlay.png", nipples, proposal.point_ras, region, crop.box, crop.slice_index)
+    write_check_figure(volume, out / "overlay.png", nipples, proposal.point_ras, region, crop.box, crop.slice_index)
     record = {
         "coordinates": "RAS mm (x = patient right, y = anterior, z = superior); ijk = voxel index (i, j, k) of the loaded volume",
         "volume": {"shape_ijk": list(volume.shape_ijk), "spacing_mm": [round(float(v), 4) for v in volume.spacing],

@@ -11,6 +11,7 @@ radiological convention: anterior at the top, the patient's right on the left of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import SimpleITK as sitk
@@ -72,11 +73,60 @@ class CTVolume:
             flips.append(bool(np.sign(rotation[ras, voxel_axis]) != wanted_sign))
         return tuple(axes), tuple(flips)
 
+    @cached_property
+    def patient_view(self) -> "PatientView":
+        """The voxels seen in patient order [superior, posterior, left] (computed once per volume)."""
+        voxel_axes, flips = self.patient_axes()
+        view = PatientView(voxel_axes, flips, tuple(self.shape_ijk[v] for v in voxel_axes), self.spacing[list(voxel_axes)])
+        view.hu = view.view(self.hu)
+        return view
+
     def contains_ijk(self, ijk: np.ndarray) -> bool:
         """True when a continuous voxel index lies inside the volume (voxel centres -0.5 .. n-0.5)."""
         ijk = np.asarray(ijk, dtype=float)
         upper = np.array(self.shape_ijk, dtype=float) - 0.5
         return bool(np.all(ijk >= -0.5) and np.all(ijk <= upper))
+
+
+@dataclass
+class PatientView:
+    """A volume's array seen in patient order [superior, posterior, left] (the canonical order), without copying.
+
+    Localization and its check figure work in this order whatever order the array is stored in;
+    ``CTVolume.patient_view`` builds it once per volume. ``hu`` is the volume's voxels in this order.
+    """
+
+    voxel_axes: tuple[int, int, int]  # voxel axis (0=i, 1=j, 2=k) behind each patient axis
+    flips: tuple[bool, bool, bool]
+    shape: tuple[int, int, int]  # (superior, posterior, left) voxel counts
+    spacing: np.ndarray  # mm along the patient axes
+    hu: np.ndarray | None = None
+
+    def view(self, array: np.ndarray) -> np.ndarray:
+        """Any array shaped like the volume's ``hu``, in patient order (a view, no copy)."""
+        view = np.transpose(array, [2 - v for v in self.voxel_axes])
+        return view[tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)]
+
+    def unview(self, array: np.ndarray) -> np.ndarray:
+        """Inverse of ``view``: a patient-order array back in the order of the volume's ``hu``."""
+        unflipped = array[tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)]
+        return np.transpose(unflipped, np.argsort([2 - v for v in self.voxel_axes]))
+
+    def to_ijk(self, index: np.ndarray) -> np.ndarray:
+        """Continuous patient-order indices (s, p, l), shape (..., 3) -> the volume's voxel indices (i, j, k)."""
+        index = np.asarray(index, dtype=float)
+        ijk = np.empty_like(index)
+        for axis, (voxel_axis, flip) in enumerate(zip(self.voxel_axes, self.flips)):
+            ijk[..., voxel_axis] = self.shape[axis] - 1 - index[..., axis] if flip else index[..., axis]
+        return ijk
+
+    def from_ijk(self, ijk: np.ndarray) -> np.ndarray:
+        """Continuous voxel indices (i, j, k), shape (..., 3) -> patient-order indices (s, p, l); inverse of ``to_ijk``."""
+        ijk = np.asarray(ijk, dtype=float)
+        index = np.empty_like(ijk)
+        for axis, (voxel_axis, flip) in enumerate(zip(self.voxel_axes, self.flips)):
+            index[..., axis] = self.shape[axis] - 1 - ijk[..., voxel_axis] if flip else ijk[..., voxel_axis]
+        return index
 
 
 def from_sitk(image: sitk.Image) -> CTVolume:

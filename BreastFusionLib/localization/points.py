@@ -13,7 +13,9 @@ import numpy as np
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.localization.clock import SIDES, ClockPosition, clock_from_point
-from BreastFusionLib.localization.nipples import body_mask, find_nipples, propose_mass
+from BreastFusionLib.localization.body import body_mask
+from BreastFusionLib.localization.mass import propose_mass
+from BreastFusionLib.localization.nipples import find_nipples
 from BreastFusionLib.localization.parsing import format_clock
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
