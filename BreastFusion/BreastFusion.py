@@ -672,30 +672,15 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         return models
 
     def writeInferenceInputs(self, parameterNode: BreastFusionParameterNode, folder: pathlib.Path) -> Dict:
-        """Write the arrays and ``inputs.json`` that the worker reads (``BreastFusionLib.serving.module_inputs``)."""
-        from BreastFusionLib.serving.protocol import INPUTS_FILE, INPUTS_VERSION
+        """Write the arrays and ``inputs.json`` the worker reads (``BreastFusionLib.serving.module_inputs``)."""
+        from BreastFusionLib.serving.module_inputs import write_module_inputs
 
         p = parameterNode
-        folder.mkdir(parents=True, exist_ok=True)
-        spec = {"version": INPUTS_VERSION, "us": None, "ct": None, "location": None,
-                "lesion_diameter_mm": float(p.lesionDiameterMm) or None}
-        if p.usVolume:
-            np.save(folder / "us.npy", self.usArrayFromNode(p.usVolume))
-            box = self.usBoxXYXY(p.usVolume, p.usLesionBox) if p.usLesionBox else None
-            spec["us"] = {"array": "us.npy", "box_xyxy": box}
-        if p.ctVolume:
-            volume = self.ctVolumeFromNode(p.ctVolume)
-            np.save(folder / "ct.npy", volume.hu)
-            spec["ct"] = {"array": "ct.npy", "ijk_to_ras": volume.ijk_to_ras.tolist()}
-            mass = self._point(p.massPoint)
-            if mass is not None:
-                spec["location"] = {"point_ras": [float(v) for v in mass]}
-            elif p.clock.strip():
-                spec["location"] = {"side": p.side, "clock": p.clock.strip(), "distance_mm": float(p.distanceMm)}
-            else:
-                raise ValueError(_("Locate the mass on the CT: place the mass point, or give side, clock and distance."))
-        (folder / INPUTS_FILE).write_text(json.dumps(spec, indent=2))
-        return spec
+        return write_module_inputs(
+            folder, us_frame=self.usArrayFromNode(p.usVolume) if p.usVolume else None,
+            us_box=self.usBoxXYXY(p.usVolume, p.usLesionBox) if p.usVolume and p.usLesionBox else None,
+            ct=self.ctVolumeFromNode(p.ctVolume) if p.ctVolume else None, point_ras=self._point(p.massPoint),
+            side=p.side, clock=p.clock.strip() or None, distance_mm=p.distanceMm, lesion_diameter_mm=p.lesionDiameterMm)
 
     @staticmethod
     def _bundleFolder(parameterNode: BreastFusionParameterNode) -> str:

@@ -104,3 +104,20 @@ def load_script(path: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def write_synthetic_module_inputs(case_dir: Path, folder: Path, seed: int = 7, location: str = "point") -> dict:
+    """One synthetic case written to ``case_dir`` and, as the Slicer module would write it, to ``folder``
+    (the CT lesion as the mass ``point`` or as side/clock/distance: ``location="clock"``). Returns the case row."""
+    from BreastFusionLib.ct.io import load_ct
+    from BreastFusionLib.serving.module_inputs import write_module_inputs
+    from BreastFusionLib.synthetic.cohort import write_case
+    from BreastFusionLib.synthetic.latent import sample_lesions
+
+    row = write_case(sample_lesions(1, seed=seed)[0], case_dir)
+    where = ({"point_ras": [float(v) for v in row["ct_point_ras"].split(",")]} if location == "point" else
+             {"side": row["ct_side"], "clock": row["ct_clock"], "distance_mm": float(row["ct_distance_mm"])})
+    write_module_inputs(folder, us_frame=np.asarray(Image.open(case_dir / row["us_image"])),
+                        us_box=[float(v) for v in row["us_box"].split(",")], ct=load_ct(case_dir / row["ct_image"]),
+                        lesion_diameter_mm=float(row["lesion_diameter_mm"]), **where)
+    return row

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.serving.client import EXIT, LOG, WorkerProcess, kill_process_tree
+from BreastFusionLib.serving.module_inputs import write_module_inputs
 from BreastFusionLib.serving.protocol import DONE, PROGRESS, READY, event_line, parse_line, progress_line
 from BreastFusionLib.serving.server import serve
 
@@ -104,13 +105,9 @@ def test_server_reads_the_slicer_modules_arrays(case, tiny_bundle, tmp_path):
     matrix[:3, 3] += matrix[:3, 0] * (volume.hu.shape[2] - 1)
     matrix[:3, 0] *= -1
     inputs = tmp_path / "in"
-    inputs.mkdir()
-    np.save(inputs / "ct.npy", np.ascontiguousarray(hu))
-    np.save(inputs / "us.npy", np.asarray(Image.open(folder / row["us_image"])))
-    (inputs / "inputs.json").write_text(json.dumps({
-        "version": 1, "us": {"array": "us.npy", "box_xyxy": [float(v) for v in row["us_box"].split(",")]},
-        "ct": {"array": "ct.npy", "ijk_to_ras": matrix.tolist()},
-        "location": {"point_ras": [float(v) for v in row["ct_point_ras"].split(",")]}, "lesion_diameter_mm": None}))
+    write_module_inputs(inputs, us_frame=np.asarray(Image.open(folder / row["us_image"])),
+                        us_box=[float(v) for v in row["us_box"].split(",")], ct=CTVolume(hu=np.ascontiguousarray(hu), ijk_to_ras=matrix),
+                        point_ras=[float(v) for v in row["ct_point_ras"].split(",")])
     printed: list[str] = []
     request = {"id": 1, "module_input": str(inputs), "out": str(tmp_path / "out"), "bundle": str(tiny_bundle)}
     serve([json.dumps(request), json.dumps({**request, "id": 2, "bundle": ""})], printed.append, "cpu")

@@ -4,7 +4,6 @@ Cancel, markups that hold one point, and the self-test's skip. Each is a defect 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -12,10 +11,8 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import load_script
-from PIL import Image
+from conftest import load_script, write_synthetic_module_inputs
 
 import BreastFusionLib.dependencies as dependencies
 from fake_slicer import MarkupsNode, Recorder, install, uninstall
@@ -142,20 +139,8 @@ def python_slicer(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def module_inputs(tmp_path_factory) -> Path:
-    from BreastFusionLib.ct.io import load_ct
-    from BreastFusionLib.synthetic.cohort import write_case
-    from BreastFusionLib.synthetic.latent import sample_lesions
-
-    case_dir = tmp_path_factory.mktemp("case")
-    row = write_case(sample_lesions(1, seed=7)[0], case_dir)
-    volume = load_ct(case_dir / row["ct_image"])
     folder = tmp_path_factory.mktemp("inputs")
-    np.save(folder / "ct.npy", volume.hu)
-    np.save(folder / "us.npy", np.asarray(Image.open(case_dir / row["us_image"])))
-    (folder / "inputs.json").write_text(json.dumps({
-        "version": 1, "us": {"array": "us.npy", "box_xyxy": [float(v) for v in row["us_box"].split(",")]},
-        "ct": {"array": "ct.npy", "ijk_to_ras": volume.ijk_to_ras.tolist()},
-        "location": {"point_ras": [float(v) for v in row["ct_point_ras"].split(",")]}, "lesion_diameter_mm": None}))
+    write_synthetic_module_inputs(tmp_path_factory.mktemp("case"), folder)
     return folder
 
 

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import json
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = ROOT / "BreastFusion"
@@ -88,7 +83,7 @@ def test_model_folder_is_a_plain_string_synced_by_hand_so_an_unset_folder_shows_
     source = MODULE_PY.read_text()
     for field, (widget, signal) in SYNCED_BY_HAND.items():
         assert fields[field] == "str", fields[field]
-        assert re.search(rf'\bmodelFolder: str = ""', source)
+        assert re.search(rf'\b{field}: str = ""', source)
         assert f'self.ui.{widget}.connect("{signal}"' in source and f"self.ui.{widget}.currentPath = " in source
         assert _parameter_name(_ui_widgets()[widget]) is None  # not bound by the wrapper
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import write_synthetic_module_inputs
 
 from BreastFusionLib.serving.client import WorkerProcess, kill_process_tree
 from BreastFusionLib.serving.protocol import DONE, READY
@@ -37,7 +37,7 @@ def slicer_python() -> Path:
     """The Slicer-like environment's Python; ``make test`` builds it (``make slicer-env``)."""
     stamp = DEFAULT_ENV / ".inputs"
     if not stamp.is_file() or stamp.read_text() != inputs_hash():
-        pytest.skip(f"the Slicer-like Python is not built or out of date: run `make slicer-env` (make test does)")
+        pytest.skip("the Slicer-like Python is not built or out of date: run `make slicer-env` (make test does)")
     return python_of(DEFAULT_ENV)
 
 
@@ -62,22 +62,9 @@ def test_the_environment_holds_slicers_packages_and_nothing_else(slicer_python):
 
 @pytest.fixture(scope="module")
 def module_inputs(tmp_path_factory) -> Path:
-    """What BreastFusionLogic.writeInferenceInputs writes for the synthetic sample case (seed 7)."""
-    from BreastFusionLib.ct.io import load_ct
-    from BreastFusionLib.synthetic.cohort import write_case
-    from BreastFusionLib.synthetic.latent import sample_lesions
-
-    case_dir = tmp_path_factory.mktemp("case")
-    row = write_case(sample_lesions(1, seed=7)[0], case_dir)
-    volume = load_ct(case_dir / row["ct_image"])
+    """What BreastFusionLogic.writeInferenceInputs writes for the synthetic sample case (seed 7), lesion by clock."""
     folder = tmp_path_factory.mktemp("inputs")
-    np.save(folder / "ct.npy", volume.hu)
-    np.save(folder / "us.npy", np.asarray(Image.open(case_dir / row["us_image"])))
-    (folder / "inputs.json").write_text(json.dumps({
-        "version": 1, "us": {"array": "us.npy", "box_xyxy": [float(v) for v in row["us_box"].split(",")]},
-        "ct": {"array": "ct.npy", "ijk_to_ras": volume.ijk_to_ras.tolist()},
-        "location": {"side": row["ct_side"], "clock": row["ct_clock"], "distance_mm": float(row["ct_distance_mm"])},
-        "lesion_diameter_mm": float(row["lesion_diameter_mm"])}))
+    write_synthetic_module_inputs(tmp_path_factory.mktemp("case"), folder, location="clock")
     return folder
 
 

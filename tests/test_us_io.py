@@ -8,7 +8,7 @@ from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage
 
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.us.crop import us_lesion_crop
-from BreastFusionLib.us.io import USImage, load_lesion_mask, load_us_image
+from BreastFusionLib.us.io import USImage, load_lesion_mask, load_us_image, write_us_png
 
 
 def write_dicom(path, frames: np.ndarray, photometric: str = "MONOCHROME2", spacing_cm: float | None = 0.01):

@@ -14,7 +14,6 @@ wall time of cold ``breastfusion predict`` calls (a new process each, as a scrip
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ from PIL import Image
 
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.serving.client import WorkerProcess
+from BreastFusionLib.serving.module_inputs import write_module_inputs
 from BreastFusionLib.serving.protocol import READY
 from BreastFusionLib.synthetic.cohort import write_case
 from BreastFusionLib.synthetic.latent import sample_lesions
@@ -43,15 +43,9 @@ def write_cases(folder: Path, count: int, seed: int) -> list[tuple[Path, dict]]:
     for index, lesion in enumerate(sample_lesions(count, seed=seed)):
         case_dir = folder / f"case{index}"
         row = write_case(lesion, case_dir)
-        volume = load_ct(case_dir / row["ct_image"])
-        inputs = case_dir / "module_input"
-        inputs.mkdir()
-        np.save(inputs / "ct.npy", volume.hu)
-        np.save(inputs / "us.npy", np.asarray(Image.open(case_dir / row["us_image"])))
-        (inputs / "inputs.json").write_text(json.dumps({
-            "version": 1, "us": {"array": "us.npy", "box_xyxy": [float(v) for v in row["us_box"].split(",")]},
-            "ct": {"array": "ct.npy", "ijk_to_ras": volume.ijk_to_ras.tolist()},
-            "location": {"point_ras": [float(v) for v in row["ct_point_ras"].split(",")]}, "lesion_diameter_mm": None}))
+        write_module_inputs(case_dir / "module_input", us_frame=np.asarray(Image.open(case_dir / row["us_image"])),
+                            us_box=[float(v) for v in row["us_box"].split(",")], ct=load_ct(case_dir / row["ct_image"]),
+                            point_ras=[float(v) for v in row["ct_point_ras"].split(",")])
         cases.append((case_dir, row))
     return cases
 

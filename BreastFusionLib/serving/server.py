@@ -9,6 +9,7 @@ is answered with ``"ok": false`` and the worker goes on; the worker ends when it
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -19,16 +20,19 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from BreastFusionLib.commands.predict import CaseRequest, configure as configure_predict, parse_case, predict_into
+from BreastFusionLib.commands.predict import CaseRequest, checked_models, configure as configure_predict, parse_case, predict_into
+from BreastFusionLib.ct.volume import CTVolume, canonical
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import Bundle, load_bundle
 from BreastFusionLib.inference.case import model_input
 from BreastFusionLib.inference.heatmaps import BRANCHES, GradCAMMaps
 from BreastFusionLib.networks import MODALITIES
-from BreastFusionLib.serving.module_inputs import case_from_folder
-from BreastFusionLib.serving.protocol import DONE, READY, event_line, progress_line
+from BreastFusionLib.serving.module_inputs import read_module_inputs
+from BreastFusionLib.serving.protocol import CT_GEOMETRY_FILE, DONE, READY, event_line, progress_line
+from BreastFusionLib.us.io import write_us_png
 
 DEVICES = ("auto", "cpu", "cuda")
+US_PNG = "us.png"
 
 
 class _PredictArguments(argparse.ArgumentParser):
@@ -59,6 +63,35 @@ def bundle_stamp(root: Path, models: Iterable[str]) -> tuple:
         files += [root / "models" / modality / "model.pt", root / "models" / modality / "model.ts",
                   root / "runs" / modality / "metrics.json"]
     return tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files if path.is_file())
+
+
+def ct_geometry(volume: CTVolume) -> dict:
+    """What ``ct_slice_index`` and the CT heat maps refer to, for the module to place them on its CT node."""
+    return {
+        "coordinates": "RAS mm; the CT as BreastFusionLib loads it (ct_slice_index and CT heat maps refer to it)",
+        "ijk_to_ras": volume.ijk_to_ras.tolist(),
+        "shape_kji": [int(n) for n in volume.hu.shape],
+    }
+
+
+def case_from_module_inputs(folder: Path, out: Path, bundle: Path, models: list[str] | None = None) -> CaseRequest:
+    """The ``CaseRequest`` of a folder the Slicer module wrote, predicted exactly as ``predict`` would: the US
+    frame through a PNG (``us.png`` beside the arrays) and the loader, the CT made canonical in memory
+    (its geometry in ``out/ct_geometry.json``)."""
+    inputs = read_module_inputs(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    us_png = volume = None
+    if inputs.us_frame is not None:
+        us_png = Path(folder) / US_PNG
+        write_us_png(inputs.us_frame, us_png)
+    if inputs.ct is not None:
+        volume = canonical(inputs.ct)
+        (out / CT_GEOMETRY_FILE).write_text(json.dumps(ct_geometry(volume), indent=2))
+    have = {key for key, value in (("us", us_png), ("ct", volume)) if value is not None}
+    return CaseRequest(bundle=Path(bundle), models=checked_models(models, Path(bundle), have), spatial_size=None,
+                       us=str(us_png) if us_png else None, us_box=inputs.us_box, us_mask=None, ct=volume,
+                       series_uid=None, point=inputs.point_ras, clock=inputs.clock,
+                       lesion_diameter_mm=inputs.lesion_diameter_mm, heatmaps=True, tta=False, out=out)
 
 
 def warm_up(bundle: Bundle) -> None:
@@ -109,8 +142,8 @@ class CaseServer:
             missing = [key for key in ("out", "bundle") if not request.get(key) and not (key == "bundle" and checking)]
             if missing:
                 raise UserInputError(f"a module_input request needs {' and '.join(missing)}")
-            return case_from_folder(Path(request["module_input"]), Path(request["out"]), Path(request.get("bundle") or ""),
-                                    request.get("models"))
+            return case_from_module_inputs(Path(request["module_input"]), Path(request["out"]),
+                                           Path(request.get("bundle") or ""), request.get("models"))
         raise UserInputError("a request needs 'argv' (breastfusion predict's arguments) or 'module_input'")
 
     def handle(self, request: dict) -> dict:
@@ -141,8 +174,6 @@ class CaseServer:
 def serve(lines: Iterable[str], emit: Callable[[str], None], device: str = "auto",
           preload: Path | None = None, preload_models: list[str] | None = None) -> int:
     """Answer each request line with a DONE event, after a READY event; returns when ``lines`` ends."""
-    import json
-
     started = time.perf_counter()
     server = CaseServer(select_device(device), emit)
     ready = {"device": server.device, "pid": os.getpid()}
