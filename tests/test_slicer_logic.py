@@ -153,7 +153,7 @@ def run_until_done(recorder: Recorder, outcomes: list, timeout: float = 300.0) -
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the fake PythonSlicer is a shell script")
-def test_runs_go_to_one_warm_worker_and_cancel_stops_it(slicer_510, python_slicer, tiny_bundle, module_inputs, monkeypatch):
+def test_runs_go_to_one_warm_worker_restarted_after_a_crash_and_cancel_stops_it(slicer_510, python_slicer, tiny_bundle, module_inputs, monkeypatch):
     module, recorder = slicer_510
     logic = module.BreastFusionLogic()
     monkeypatch.setattr(logic, "writeInferenceInputs", lambda p, folder: shutil.copytree(module_inputs, folder))
@@ -174,6 +174,17 @@ def test_runs_go_to_one_warm_worker_and_cancel_stops_it(slicer_510, python_slice
     logic.startInference(p, completedCallback=lambda *outcome: outcomes.append(outcome))
     run_until_done(recorder, outcomes)
     assert outcomes == [(True, "", False)] and logic.worker.process.pid == first  # the same warm worker
+
+    os.kill(logic.worker.ready["pid"], 9)  # the worker crashes (its Python, behind the launcher)
+    deadline = time.monotonic() + 30
+    while logic.worker is not None and time.monotonic() < deadline:
+        recorder.run_timers()
+        time.sleep(0.05)
+    assert logic.worker is None  # seen as ended; the next run starts a new one
+    outcomes.clear()
+    logic.startInference(p, completedCallback=lambda *outcome: outcomes.append(outcome))
+    run_until_done(recorder, outcomes)
+    assert outcomes == [(True, "", False)] and logic.worker.process.pid != first
 
     outcomes.clear()
     logic.startInference(p, completedCallback=lambda *outcome: outcomes.append(outcome))
