@@ -3,8 +3,9 @@
 from BreastFusionLib.bundle.checkpoints import BestModelState, latest_resume_checkpoint, preflight
 from BreastFusionLib.bundle.datalist import class_weights, default_bundle_root, load_datalist
 from BreastFusionLib.bundle.report import write_model_report
+from BreastFusionLib.bundle.trained_model import trained_model, write_model_settings
 
 __all__ = [
     "BestModelState", "class_weights", "default_bundle_root", "latest_resume_checkpoint", "load_datalist", "preflight",
-    "write_model_report",
+    "trained_model", "write_model_report", "write_model_settings",
 ]
