@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import CONFIGS, bundle_cli, bundle_overrides, bundle_workflow, write_external_set, write_tiny_crops
 
+from BreastFusionLib.bundle.checkpoints import preflight
 from BreastFusionLib.bundle.comparison import write_comparison
 from BreastFusionLib.bundle.datalist import load_datalist
 from BreastFusionLib.bundle.external import evaluation_folder, preflight_external
@@ -195,3 +196,8 @@ def test_any_reader_column_is_compared_with_every_model(tmp_path):
         assert row in table, row
     tests = json.loads((tmp_path / "r" / "comparison.json").read_text())["delong_tests"]
     assert tests["us vs radiologist_birads"]["n_cases"] == 54 and "Obuchowski" in tests["us vs reader_us"]["method"]
+
+
+def test_the_internal_evaluation_points_an_external_set_to_its_config(external):
+    with pytest.raises(SystemExit, match=r"no case is in the 'val' part .* use configs/evaluate_external.json with --eval_name"):
+        preflight(str(external / "manifest.csv"), "us", None, ("val", "test"))

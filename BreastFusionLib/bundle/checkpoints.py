@@ -65,8 +65,15 @@ def preflight(manifest: str | list[str], modality: str, fold: int | None = None,
     """
     with exit_on_user_error():
         for part in parts:
-            if not (part == "test" and val_fold is not None):
+            if part == "test" and val_fold is not None:
+                continue
+            try:
                 load_datalist(manifest, modality, part, fold, val_fold)
+            except UserInputError as error:
+                if part == "val" and "test" in parts:  # an evaluation without a validation split
+                    raise UserInputError(f"{error}. To evaluate a trained model on another data set, use "
+                                         f"configs/evaluate_external.json with --eval_name NAME") from None
+                raise
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise UserInputError(
                 f"no trained {modality} model at {checkpoint}: train it first "
