@@ -125,6 +125,7 @@ def _preflight(trained: Path, external: Path, **change) -> None:
     ({"eval_name": "../us"}, "--eval_name '../us'"),
     ({"reader_columns": ["bi_rads"]}, "reader column(s) ['bi_rads'] not in the manifest; its columns are"),
     ({"lesion_column": "lesion"}, "--lesion_column 'lesion' is not a column"),
+    ({"lesion_column": "device"}, "are views of one lesion but do not share one label"),
     ({"spatial_size": 300}, "spatial_size is 300 according to --spatial_size but 32 according to"),
     ({"eval_part": "val"}, "no case is in the 'val' part"),
     ({"ckpt_dir": "/nowhere"}, "no trained us model at /nowhere/model.pt"),

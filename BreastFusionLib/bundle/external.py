@@ -21,10 +21,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from BreastFusionLib.bundle.checkpoints import exit_on_user_error
-from BreastFusionLib.bundle.comparison import compare_runs, reader_names, reader_scores, write_comparison_report
+from BreastFusionLib.bundle.comparison import (Level, compare_runs, lesion_level, reader_names, reader_scores,
+                                               write_comparison_report)
 from BreastFusionLib.bundle.datalist import load_datalist, manifest_paths
-from BreastFusionLib.bundle.predictions import read_manifest_rows, write_prediction_table
+from BreastFusionLib.bundle.predictions import patient_of, read_manifest_rows, write_prediction_table
 from BreastFusionLib.bundle.report import read_predictions, write_model_figures
 from BreastFusionLib.bundle.trained_model import TrainedModel, trained_model
 from BreastFusionLib.errors import UserInputError
@@ -53,9 +56,14 @@ def preflight_external(manifest, modality: str, eval_part: str | None, eval_name
         raise UserInputError(f"{' + '.join(manifest_paths(manifest))}: the {len(items)} case(s) evaluated need both "
                              f"benign and malignant ones to measure an AUC")
     rows = read_manifest_rows(manifest)
-    reader_scores(rows, [item["case_id"] for item in items], reader_names(rows, reader_columns))
-    if lesion_column and not any(lesion_column in row for row in rows.values()):
-        raise UserInputError(f"--lesion_column {lesion_column!r} is not a column of the manifest")
+    ids = [item["case_id"] for item in items]
+    reader_scores(rows, ids, reader_names(rows, reader_columns))
+    if lesion_column:
+        if not any(lesion_column in row for row in rows.values()):
+            raise UserInputError(f"--lesion_column {lesion_column!r} is not a column of the manifest")
+        images = Level("image", np.array([item["label"] for item in items]),
+                       np.array([patient_of(rows[case], case) for case in ids]), {})
+        lesion_level(images, ids, [rows[case].get(lesion_column, "") for case in ids])  # one label per lesion
     trained_model(bundle_root, modality, ckpt_dir, backbone, spatial_size, need_record=True)
 
 

@@ -57,10 +57,11 @@ def write_model_report(output_dir: str, modality: str, spatial_size: int | None 
     ids, labels, probabilities = predictions[parts[-1]]
     patients = [patient_of((rows or {}).get(case), case) for case in ids]
     metrics = threshold_metrics(labels, probabilities, threshold, clusters=patients)
-    data = "test split" if tested else "validation split (no test split: optimistic, the threshold was chosen on it)"
+    data = "test split" if tested else "validation split"
     metrics.update({"model": modality, "spatial_size": spatial_size, "backbone": backbone,
                     "threshold_rule": "Youden's J on the validation predictions",
-                    "data": data, "temperature": temperature,
+                    "data": data if tested else f"{data} (no test split: optimistic, the threshold was chosen on it)",
+                    "temperature": temperature,
                     "temperature_rule": "temperature scaling fitted on the validation predictions (NLL)"})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if not tested:
@@ -68,7 +69,7 @@ def write_model_report(output_dir: str, modality: str, spatial_size: int | None 
     for part, (part_ids, part_labels, part_probabilities) in predictions.items():
         write_prediction_table(out / f"predictions_{part}.csv", part_ids, part_labels, part_probabilities, threshold,
                                temperature, rows)
-    write_model_figures(out, modality, labels, probabilities, metrics, data.split(" (")[0])
+    write_model_figures(out, modality, labels, probabilities, metrics, data)
     history = out / "loss_history.csv"
     if history.is_file():
         with history.open(newline="") as handle:
