@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, bundle_cli, bundle_overrides, bundle_workflow, write_external_set, write_tiny_crops
+from conftest import CONFIGS, bundle_cli, bundle_workflow, write_external_set, write_tiny_crops
 
 from BreastFusionLib.bundle.checkpoints import preflight
 from BreastFusionLib.bundle.comparison import write_comparison

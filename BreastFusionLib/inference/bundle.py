@@ -18,7 +18,6 @@ Checkpoints are loaded with ``torch.load(weights_only=True)``: an untrusted file
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
