@@ -3,12 +3,16 @@
 import csv
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigWorkflow
 from monai.data import DataLoader, Dataset
 from PIL import Image
 
@@ -20,6 +24,7 @@ from BreastFusionLib.transforms import eval_transforms, train_transforms
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
 TINY_SIZE = 32
+TINY = {"spatial_size": TINY_SIZE, "batch_size": 4, "num_workers": 0, "max_epochs": 2, "channels_last": False}
 
 
 def real_data(name: str) -> Path:
@@ -30,31 +35,62 @@ def real_data(name: str) -> Path:
     return path
 
 
-def write_tiny_crops(folder: Path, cases: int = 16) -> Path:
+def _tiny_crop(rng: np.random.Generator, label: int, noise: float = 20.0, brightness: float = 100.0) -> Image.Image:
+    """A 40x40 crop: a bright round blob (benign) or a dark bar (malignant) on noise."""
+    crop = rng.normal(brightness, noise, (40, 40))
+    if label:
+        crop[10:30, 18:22] = 10
+    else:
+        yy, xx = np.mgrid[:40, :40]
+        crop[(yy - 20) ** 2 + (xx - 20) ** 2 < 60] = 230
+    return Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
+
+
+def _write_csv(rows: list[dict], path: Path) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_tiny_crops(folder: Path, cases: int = 16, folds: bool = False) -> Path:
     """A prepared crops manifest whose benign crops hold a bright round blob and malignant ones a
-    dark bar (learnable in one or two epochs); splits give each part benign/malignant pairs."""
+    dark bar (learnable in one or two epochs); splits (or, with ``folds``, 4 folds) give each part
+    benign/malignant pairs."""
     rng = np.random.default_rng(0)
     (folder / "crops").mkdir(parents=True)
     rows = []
     for index in range(cases):
         label = index % 2
         for modality in ("us", "ct"):
-            crop = rng.normal(100, 20, (40, 40))
-            if label:
-                crop[10:30, 18:22] = 10
-            else:
-                yy, xx = np.mgrid[:40, :40]
-                crop[(yy - 20) ** 2 + (xx - 20) ** 2 < 60] = 230
-            Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).save(folder / "crops" / f"c{index}_{modality}.png")
+            _tiny_crop(rng, label).save(folder / "crops" / f"c{index}_{modality}.png")
+        partition = {"fold": (index // 2) % 4} if folds else {"split": ("train", "train", "val", "test")[(index // 2) % 4]}
         rows.append({"case_id": f"c{index}", "patient_id": f"p{index}", "label": ("benign", "malignant")[label],
                      "us_image": f"crops/c{index}_us.png", "ct_image": f"crops/c{index}_ct.png",
-                     "split": ("train", "train", "val", "test")[(index // 2) % 4], "prepared": "crops"})
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+                     **partition, "prepared": "crops"})
+    return _write_csv(rows, folder / "manifest.csv")
+
+
+def write_external_set(folder: Path, patients: int = 8) -> Path:
+    """An external US set unlike the training crops (darker, noisier: another scanner): every row a test row,
+    each patient with two lesions of two views each, a device column and radiologists' BI-RADS under
+    another name (``birads``)."""
+    rng = np.random.default_rng(1)
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for patient in range(patients):
+        for lesion in range(2):
+            label = (patient + lesion) % 2 if patient % 3 else 0  # mixed patients and all-benign patients
+            for view in range(2):
+                name = f"x{patient}_{lesion}_{view}"
+                _tiny_crop(rng, label, noise=30.0, brightness=80.0).save(folder / "images" / f"{name}.png")
+                birads = ("4b", "5", "4a")[view + lesion] if label else ("2", "3", "4a")[(patient + view) % 3]
+                rows.append({"case_id": name, "patient_id": f"site-{patient}", "label": ("benign", "malignant")[label],
+                             "us_image": f"images/{name}.png", "lesion_id": f"L{lesion}",
+                             "device": ("scanner A", "scanner B")[patient % 2], "birads": birads,
+                             "split": "test", "prepared": "crops"})
+    return _write_csv(rows, folder / "manifest.csv")
 
 
 def _predictions(network, manifest: Path, modality: str, part: str, path: Path) -> None:
@@ -96,6 +132,33 @@ def tiny_bundle(tmp_path_factory) -> Path:
     config = json.loads((CONFIGS / "inference.json").read_text())
     (root / "configs" / "inference.json").write_text(json.dumps({**config, "spatial_size": TINY_SIZE}, indent=4))
     return root
+
+
+def bundle_workflow(config_files, workflow_type, dataset: Path, root: Path, **override) -> ConfigWorkflow:
+    """The bundle's ``config_files`` (names in monai_bundle/configs) as an initialized MONAI ConfigWorkflow, tiny sizes."""
+    workflow = ConfigWorkflow(
+        config_file=[str(CONFIGS / name) for name in config_files],
+        workflow_type=workflow_type,
+        logging_file=str(CONFIGS / "logging.conf"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        bundle_root=str(root),
+        dataset_dir=str(dataset),
+        **{**TINY, **override},
+    )
+    workflow.initialize()
+    return workflow
+
+
+def bundle_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run ARGS`` in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=600)
+
+
+def bundle_overrides(dataset: Path, root: Path, **extra) -> list[str]:
+    """Command-line overrides ``--key value`` for a tiny one-epoch run (``extra`` added or replacing)."""
+    pairs = {**TINY, "max_epochs": 1, "bundle_root": str(root), "dataset_dir": str(dataset), **extra}
+    return [item for key, value in pairs.items() for item in (f"--{key}", str(value))]
 
 
 def load_script(path: Path, name: str):

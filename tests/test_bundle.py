@@ -10,14 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny_crops
+from conftest import CONFIGS, write_tiny_crops
+from conftest import bundle_cli as _bundle_cli, bundle_overrides as _overrides, bundle_workflow as _workflow
 
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export
-
-BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
-CONFIGS = BUNDLE / "configs"
-TINY = {"spatial_size": 32, "batch_size": 4, "num_workers": 0, "max_epochs": 2, "channels_last": False}
+from monai.bundle import ckpt_export
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +22,6 @@ def dataset(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("crops")
     write_tiny_crops(folder)
     return folder
-
-
-def _workflow(config_files, workflow_type, dataset: Path, root: Path, **override) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=[str(CONFIGS / name) for name in config_files],
-        workflow_type=workflow_type,
-        logging_file=str(CONFIGS / "logging.conf"),
-        meta_file=str(CONFIGS / "metadata.json"),
-        bundle_root=str(root),
-        dataset_dir=str(dataset),
-        **{**TINY, **override},
-    )
-    workflow.initialize()
-    return workflow
 
 
 def test_fusion_trains_resumes_and_evaluates(dataset, tmp_path):
@@ -97,16 +80,6 @@ def test_single_modality_models_train_and_export(dataset, tmp_path, modality):
     image = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(str(exported))(image), eager(image))
-
-
-def _bundle_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=600)
-
-
-def _overrides(dataset: Path, root: Path, **extra) -> list[str]:
-    pairs = {**TINY, "max_epochs": 1, "bundle_root": str(root), "dataset_dir": str(dataset), **extra}
-    return [item for key, value in pairs.items() for item in (f"--{key}", str(value))]
 
 
 def test_cli_training_and_evaluating_run_ids(dataset, tmp_path):

@@ -1,4 +1,4 @@
-"""Evaluation statistics: DeLong against sklearn and a slow reference, thresholds, bootstrap CIs, errors."""
+"""Evaluation statistics: DeLong (and clustered by patient) against sklearn and slow references, thresholds, bootstrap CIs, ECE, errors."""
 
 import numpy as np
 import pytest
@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.evaluation.delong import delong_auc, delong_test
 from BreastFusionLib.evaluation.metrics import threshold_metrics, youden_threshold
+from BreastFusionLib.inference.calibration import expected_calibration_error
 
 
 def slow_delong_variance(labels, scores):
@@ -81,3 +82,55 @@ def test_bad_predictions_are_named(labels, probabilities, message):
 def test_youden_threshold_never_calls_everyone_benign():
     labels = np.array([0, 0, 1, 1])
     assert youden_threshold(labels, np.array([0.9, 0.8, 0.2, 0.1])) <= 0.9  # a useless model still gets a real cut
+
+
+def test_clustered_ci_of_duplicated_images_equals_the_unduplicated_ci(data):
+    """Three identical views per patient carry one patient's evidence: clustered CIs and tests must not narrow."""
+    labels, first, second = data
+    patients = np.repeat(np.arange(labels.size), 3)
+    tripled = [np.repeat(values, 3) for values in (labels, first, second)]
+    clustered = delong_auc(tripled[0], tripled[1], clusters=patients)
+    assert clustered["se"] == pytest.approx(delong_auc(labels, first)["se"], rel=1e-9)
+    assert "Obuchowski" in clustered["method"]
+    assert delong_auc(tripled[0], tripled[1])["se"] < 0.6 * clustered["se"]  # ignoring the clusters: far too narrow
+    test = delong_test(*tripled, clusters=patients)
+    assert test["z"] == pytest.approx(delong_test(labels, first, second)["z"], rel=1e-9)
+    plain = threshold_metrics(labels, first, 0.5)
+    boot = threshold_metrics(tripled[0], tripled[1], 0.5, clusters=patients)
+    for name in ("sensitivity", "specificity", "accuracy"):
+        assert boot[name]["ci"] == pytest.approx(plain[name]["ci"])
+    assert "bootstrap of patients" in boot["sensitivity"]["method"] and boot["n_patients"] == labels.size
+
+
+def test_one_image_per_patient_keeps_the_unclustered_methods(data):
+    labels, first, _ = data
+    assert threshold_metrics(labels, first, 0.5, clusters=[f"p{i}" for i in range(labels.size)]) == \
+        threshold_metrics(labels, first, 0.5)
+
+
+def test_clustered_delong_matches_obuchowski_by_hand():
+    """Obuchowski (1997) written out case by case on patients holding mixed benign and malignant images."""
+    rng = np.random.default_rng(5)
+    patients = np.repeat(np.arange(30), rng.integers(1, 4, 30))
+    labels = rng.integers(0, 2, patients.size)
+    scores = labels + rng.normal(0, 1, patients.size) + 0.5 * rng.normal(0, 1, 30)[patients]
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    kernel = (positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives[None, :])
+    auc, m, n = kernel.mean(), len(positives), len(negatives)
+    v10 = np.array([kernel[(patients[labels == 1] == p)].sum() / n for p in range(30)])
+    v01 = np.array([kernel[:, (patients[labels == 0] == p)].sum() / m for p in range(30)])
+    m_c = np.array([(labels[patients == p] == 1).sum() for p in range(30)])
+    n_c = np.array([(labels[patients == p] == 0).sum() for p in range(30)])
+    i10, i01 = (m_c > 0).sum(), (n_c > 0).sum()
+    s10 = i10 / ((i10 - 1) * m) * ((v10 - m_c * auc) ** 2).sum()
+    s01 = i01 / ((i01 - 1) * n) * ((v01 - n_c * auc) ** 2).sum()
+    s11 = 30 / 29 * ((v10 - m_c * auc) * (v01 - n_c * auc)).sum()
+    variance = s10 / m + s01 / n + 2 * s11 / (m * n)
+    assert delong_auc(labels, scores, clusters=patients)["se"] ** 2 == pytest.approx(variance, rel=1e-9)
+
+
+def test_expected_calibration_error_by_hand():
+    labels = np.array([0, 0, 1, 1, 1])
+    probabilities = np.array([0.05, 0.15, 0.95, 0.9, 0.5])
+    # bins: [0.0-0.1) 0 vs 0.05, [0.1-0.2) 0 vs 0.15, [0.5-0.6) 1 vs 0.5, [0.9-1.0] 2 vs 1.85
+    assert expected_calibration_error(labels, probabilities) == pytest.approx((0.05 + 0.15 + 0.5 + 0.15) / 5)

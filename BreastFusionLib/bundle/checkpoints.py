@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from BreastFusionLib.bundle.datalist import PARTS, load_datalist
@@ -45,19 +47,35 @@ def latest_resume_checkpoint(ckpt_dir: str) -> str:
     return str(max(candidates)[1]) if candidates else ""
 
 
-def preflight(manifest: str, modality: str, fold: int | None = None, parts: tuple[str, ...] = PARTS[:2],
-              checkpoint: str | None = None) -> None:
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """End a bundle run with the one-line message of a ``UserInputError`` (``SystemExit``), never a traceback."""
+    try:
+        yield
+    except UserInputError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def preflight(manifest: str | list[str], modality: str, fold: int | None = None, parts: tuple[str, ...] = PARTS[:2],
+              checkpoint: str | None = None, val_fold: int | None = None) -> None:
     """Validate the manifest's ``parts`` (and that ``checkpoint`` exists) before any work starts.
 
-    Problems end the run with one clear message (``SystemExit``), never with a traceback.
+    Problems end the run with one clear message (``SystemExit``), never with a traceback. With
+    ``val_fold`` there is no test part to check.
     """
-    try:
+    with exit_on_user_error():
         for part in parts:
-            load_datalist(manifest, modality, part, fold)
+            if part == "test" and val_fold is not None:
+                continue
+            try:
+                load_datalist(manifest, modality, part, fold, val_fold)
+            except UserInputError as error:
+                if part == "val" and "test" in parts:  # an evaluation without a validation split
+                    raise UserInputError(f"{error}. To evaluate a trained model on another data set, use "
+                                         f"configs/evaluate_external.json with --eval_name NAME") from None
+                raise
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise UserInputError(
                 f"no trained {modality} model at {checkpoint}: train it first "
                 f"(python -m monai.bundle run training ... --modality {modality}) or pass --ckpt_dir"
             )
-    except UserInputError as error:
-        raise SystemExit(f"error: {error}") from None

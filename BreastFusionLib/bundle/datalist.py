@@ -3,7 +3,11 @@
 Partitions come from the manifest's ``split`` column (train / val / test) or, for k-fold
 cross-validation, from its ``fold`` column: with ``fold=k`` the test part is fold k, validation is
 fold (k + 1) mod K and training is every other fold, so threshold and checkpoint selection never
-see the test fold.
+see the test fold. With ``val_fold=k`` instead, fold k validates and every other fold trains, with
+no test part: the final model of a cross-validated recipe, to be tested on an external set.
+
+``manifest`` may be one CSV path or a list of them (datasets combined): each manifest's relative
+paths resolve from its own folder, and case ids must be unique across them.
 """
 
 from __future__ import annotations
@@ -29,44 +33,82 @@ def default_bundle_root() -> str:
     return str(here)
 
 
-def _part_of(case: dict, fold: int | None, n_folds: int) -> str:
-    if fold is None:
-        return str(case.get("split") or "")
-    case_fold = case.get("fold")
-    if case_fold is None or case_fold == "":
-        return ""
-    case_fold = int(case_fold)
-    if case_fold == fold:
-        return "test"
-    return "val" if case_fold == (fold + 1) % n_folds else "train"
+def manifest_paths(manifest: str | list[str] | tuple[str, ...]) -> list[str]:
+    """One manifest path or several as a list (the bundle's ``--manifest "['a.csv','b.csv']"``)."""
+    paths = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
+    if not paths:
+        raise UserInputError("no manifest given")
+    return [str(path) for path in paths]
 
 
-def load_datalist(manifest: str, modality: str, part: str | None, fold: int | None = None) -> list[dict]:
+def load_cases(manifest: str | list[str] | tuple[str, ...]) -> list[dict]:
+    """The validated cases of one or several manifests; each case also gets ``manifest_file`` (its CSV)."""
+    cases, first_seen = [], {}
+    for path in manifest_paths(manifest):
+        for case in load_manifest(path):
+            if case["case_id"] in first_seen:
+                raise UserInputError(f"case_id {case['case_id']!r} is in both {first_seen[case['case_id']]} and "
+                                     f"{path}: combined manifests need distinct case ids")
+            first_seen[case["case_id"]] = path
+            cases.append({**case, "manifest_file": path})
+    return cases
+
+
+def _partition(cases: list[dict], fold: int | None, val_fold: int | None, source: str) -> list[str]:
+    """The part ("train", "val", "test" or "") of each case."""
+    if fold is None and val_fold is None:
+        return [str(case.get("split") or "") for case in cases]
+    if fold is not None and val_fold is not None:
+        raise UserInputError("give --fold (test fold) or --val_fold (validation fold, no test), not both")
+    chosen = fold if fold is not None else val_fold
+    folds = sorted({c["fold"] for c in cases if c.get("fold") is not None})
+    if len(folds) < (3 if fold is not None else 2) or chosen not in folds:
+        raise UserInputError(f"{source}: fold {chosen} needs a 'fold' column with at least "
+                             f"{3 if fold is not None else 2} folds, found {folds}")
+    parts = []
+    for case in cases:
+        if case.get("fold") is None:
+            parts.append("")
+        elif case["fold"] == chosen:
+            parts.append("test" if fold is not None else "val")
+        elif fold is not None and case["fold"] == folds[(folds.index(fold) + 1) % len(folds)]:
+            parts.append("val")
+        else:
+            parts.append("train")
+    return parts
+
+
+def load_datalist(manifest: str | list[str] | tuple[str, ...], modality: str, part: str | None,
+                  fold: int | None = None, val_fold: int | None = None) -> list[dict]:
     """Cases of one ``part`` ("train", "val" or "test"; ``None`` = every case) with the crops ``modality`` needs.
 
     Each item: ``case_id``, ``label`` (0 benign, 1 malignant) and one path per crop key
     (``us``, ``ct``). A case lacking a crop the model needs is an error, not silently dropped.
+    With ``val_fold`` the test part is empty by design (``[]``, not an error).
     """
     if part is not None and part not in PARTS:
         raise UserInputError(f"part must be one of {PARTS}, got {part!r}")
-    cases = load_manifest(manifest)
-    folds = sorted({int(c["fold"]) for c in cases if c.get("fold") not in (None, "")})
-    if fold is not None and (len(folds) < 3 or fold not in folds):
-        raise UserInputError(f"{manifest}: fold {fold} needs a 'fold' column with at least 3 folds, found {folds}")
+    source = " + ".join(manifest_paths(manifest))
+    cases = load_cases(manifest)
+    parts = _partition(cases, fold, val_fold, source)
+    if part == "test" and val_fold is not None:
+        return []
     items = []
-    for case in cases:
-        if part is not None and _part_of(case, fold, len(folds)) != part:
+    for case, case_part in zip(cases, parts):
+        if part is not None and case_part != part:
             continue
         item = {"case_id": case["case_id"], LABEL_KEY: int(case["label"])}
         for key in modality_keys(modality):
             path = case.get(_SOURCE_COLUMN[key])
             if not path:
-                raise UserInputError(f"{manifest}: case {case['case_id']} has no {_SOURCE_COLUMN[key]} for the {modality} model")
+                raise UserInputError(f"{case['manifest_file']}: case {case['case_id']} has no {_SOURCE_COLUMN[key]} "
+                                     f"for the {modality} model")
             item[key] = path
         items.append(item)
     if not items:
-        how = f"fold {fold}" if fold is not None else "the 'split' column"
-        raise UserInputError(f"{manifest}: no case is in the {part or 'whole'!r} part ({how}); assign splits first")
+        how = (f"fold {fold}" if fold is not None else f"validation fold {val_fold}" if val_fold is not None
+               else "the 'split' column")
+        raise UserInputError(f"{source}: no case is in the {part or 'whole'!r} part ({how}); assign splits first")
     return items
 
 

@@ -18,7 +18,6 @@ Checkpoints are loaded with ``torch.load(weights_only=True)``: an untrusted file
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,13 +84,33 @@ def _spatial_size(configs: Path) -> int:
     raise UserInputError(f"{configs}: no 'spatial_size' in inference.json or train.json")
 
 
-def _backbone(checkpoint: Path, modality: str, keys, recorded: str | None) -> str:
-    """The backbone whose parameter names ``keys`` holds, checked against the one metrics.json ``recorded``."""
+def checkpoint_backbone(checkpoint: Path, modality: str, keys) -> str:
+    """The backbone whose parameter names ``keys`` (of ``checkpoint``) holds."""
     found = ("cbam_efficientnet_lite0" if any("_conv_stem" in k for k in keys)
              else "cbam_resnet50" if any("layer4" in k for k in keys) else None)
     if found is None:
         raise UserInputError(f"{checkpoint}: not a checkpoint of a {modality} BreastFusion classifier (neither "
                              f"CBAM-ResNet-50 'layer4' nor CBAM-EfficientNet-Lite0 '_conv_stem' weights)")
+    return found
+
+
+def read_state_dict(checkpoint: Path, device: torch.device | str = "cpu") -> dict:
+    """The model weights of a ``model.pt`` (or of a resume checkpoint), loaded with ``weights_only=True``."""
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    except Exception as error:  # pickle, zip and weights-only errors come in many types
+        raise UserInputError(f"{checkpoint}: not a loadable weights-only checkpoint "
+                             f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a resume checkpoint {"model": ..., "optimizer": ...}
+    if not isinstance(state, dict):
+        raise UserInputError(f"{checkpoint}: holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _backbone(checkpoint: Path, modality: str, keys, recorded: str | None) -> str:
+    """The backbone whose parameter names ``keys`` holds, checked against the one metrics.json ``recorded``."""
+    found = checkpoint_backbone(checkpoint, modality, keys)
     if recorded is not None and recorded != found:
         raise UserInputError(f"{checkpoint}: holds {ARCHITECTURES[found]} weights, but runs/{modality}/metrics.json "
                              f"says the model was evaluated with backbone {recorded!r}")
@@ -106,15 +125,7 @@ def _load_network(checkpoint: Path, modality: str, device: torch.device, recorde
         except (RuntimeError, ValueError) as error:
             raise UserInputError(f"{checkpoint}: not a loadable TorchScript model ({error})") from None
         return network, _backbone(checkpoint, modality, network.state_dict(), recorded)
-    try:
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-    except Exception as error:  # pickle, zip and weights-only errors come in many types
-        raise UserInputError(f"{checkpoint}: not a loadable weights-only checkpoint "
-                             f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # a resume checkpoint {"model": ..., "optimizer": ...}
-    if not isinstance(state, dict):
-        raise UserInputError(f"{checkpoint}: holds a {type(state).__name__}, not a state dict")
+    state = read_state_dict(checkpoint, device)
     backbone = _backbone(checkpoint, modality, state, recorded)
     network = build_classifier(modality, backbone=backbone)
     try:

@@ -45,3 +45,12 @@ def fit_temperature(labels, probabilities) -> float:
 
     result = minimize_scalar(nll, bounds=LOG_T_BOUNDS, method="bounded")
     return float(np.exp(result.x)) if result.success else 1.0
+
+
+def expected_calibration_error(labels, probabilities, bins: int = 10) -> float:
+    """ECE: the case-weighted mean gap between the malignant rate and the mean probability in ``bins`` equal-width bins."""
+    labels, probabilities = np.asarray(labels, dtype=float), np.asarray(probabilities, dtype=float)
+    index = np.minimum((probabilities * bins).astype(int), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    gap = np.bincount(index, weights=labels, minlength=bins) - np.bincount(index, weights=probabilities, minlength=bins)
+    return float(np.abs(gap).sum() / max(count.sum(), 1))
