@@ -450,6 +450,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.worker = None  # BreastFusionLib.serving.client.WorkerProcess
         self.workerDevice = None
+        self._polling = False  # one QTimer chain reads the worker's events
         self._run = None  # the request in flight: id, callbacks
         self._requestCount = 0
         self.lastOutcome = None  # (ok, message, cancelled) of the last finished request
@@ -713,7 +714,9 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         logging.info("BreastFusion: starting %s", " ".join(command))
         self.worker = WorkerProcess(command, environment).start()
         self.workerDevice = device
-        qt.QTimer.singleShot(self.POLL_MS, self._pollWorker)
+        if not self._polling:
+            self._polling = True
+            qt.QTimer.singleShot(self.POLL_MS, self._pollWorker)
 
     def prepareWorker(self, parameterNode: BreastFusionParameterNode) -> bool:
         """Start the worker and let it load the chosen models now (no question asked, nothing installed):
@@ -759,6 +762,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
 
         worker = self.worker
         if worker is None:
+            self._polling = False
             return
         for event in worker.poll():
             run = self._run
@@ -776,6 +780,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                 self._finishRun(bool(event.payload.get("ok")), event.payload.get("error", ""), False)
             elif event.kind == EXIT:
                 self.worker = None
+                self._polling = False
                 if run:
                     self._finishRun(False, _("the BreastFusion worker stopped unexpectedly (exit code {code}); it is "
                                              "started again on the next run").format(code=event.payload["returncode"]), False)
