@@ -274,7 +274,7 @@ def test_one_pass_fusion_gradcam_equals_monai_per_branch(backbone):
     image = torch.rand(1, 2, 96, 96)
     gradcam = GradCAMMaps(network, "fusion", backbone)
     forwards = []
-    gradcam.hooked.model.head.register_forward_hook(lambda *_: forwards.append(1))
+    network.head.register_forward_hook(lambda *_: forwards.append(1))
     maps = gradcam(image, ["us", "ct"])
     assert len(forwards) == 1  # both branches from one forward (and its one backward)
     layers = [f"{BRANCHES['fusion'][b]}.{TARGET_LAYERS[backbone]}" for b in ("us", "ct")]
