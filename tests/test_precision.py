@@ -21,6 +21,7 @@ from BreastFusionLib.transforms import eval_transforms
 def bf16_cpu(monkeypatch):
     """Pretend the CPU has native bf16, so that the bf16 path runs on any machine (oneDNN emulates it)."""
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "BF16_MIN_SIDE", 16)  # the tiny bundle's 32 px inputs too
     monkeypatch.delenv(precision.ENVIRONMENT_VARIABLE, raising=False)
 
 
@@ -41,6 +42,7 @@ def test_detection_reads_the_cpu_flags(monkeypatch):
 def test_fp32_when_the_cpu_has_no_native_bf16_or_when_forced(monkeypatch, bf16_cpu):
     assert precision.autocast_dtype("cpu") == torch.bfloat16
     assert precision.autocast_dtype("cpu", "fp32") is None
+    assert precision.autocast_dtype("cpu", image_side=8) is None  # small inputs: bf16 costs more than it saves
     monkeypatch.setenv(precision.ENVIRONMENT_VARIABLE, "fp32")
     assert precision.autocast_dtype("cpu") is None and not precision.mixed_precision_available("cpu")
     monkeypatch.setenv(precision.ENVIRONMENT_VARIABLE, "fp16")

@@ -125,5 +125,12 @@ def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:
 def to_image(crop_map: np.ndarray, box: CropBox, image_shape: tuple[int, int]) -> np.ndarray:
     """A crop-sized map resampled into the source image (rows, cols); 0 outside the crop, float32."""
     crop_rows, crop_cols, inside = box.image_pixels_in_crop(image_shape, crop_map.shape[0])
-    values = ndimage.map_coordinates(crop_map.astype(np.float32), [crop_rows, crop_cols], order=1, mode="nearest")
-    return np.where(inside, values, 0.0).astype(np.float32)
+    image = np.zeros(image_shape, np.float32)
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if rows.size == 0:
+        return image
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # the crop's rectangle in the image
+    values = ndimage.map_coordinates(crop_map.astype(np.float32), [crop_rows[window], crop_cols[window]],
+                                     order=1, mode="nearest")
+    image[window] = np.where(inside[window], values, 0.0)
+    return image

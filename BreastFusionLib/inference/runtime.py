@@ -5,7 +5,8 @@
   Inputs stay NCHW: the fusion network slices its channels, and a 1-channel NCHW tensor already is
   channels_last.
 * ``run_model``: logits (averaged over flips with TTA) and the requested heat maps under
-  ``precision.autocast`` (bf16 on a CPU with native bf16, fp32 elsewhere). Grad-CAM shares the
+  ``precision.autocast`` (bf16 on a CPU with native bf16 for inputs of 128 px or more, fp32
+  elsewhere). Grad-CAM shares the
   forward pass that gives the logits, and its backward pass stops at the target layers
   (``heatmaps.GradCAMMaps``); the CBAM attention is read by a hook during that same pass.
 * ``warm_up``: oneDNN creates its kernels for each new input shape and precision on the first call
@@ -54,7 +55,7 @@ def run_model(model: LoadedModel, image: torch.Tensor, branches: list[str], kind
     image = image.to(device)
     maps: dict[str, dict[str, torch.Tensor]] = {}
     with ExitStack() as stack:
-        stack.enter_context(autocast(device, precision))
+        stack.enter_context(autocast(device, precision, image.shape[-1]))
         if "attention" in kinds:
             maps["attention"] = stack.enter_context(record_attention(model.network, model.modality))
         if "gradcam" in kinds:
