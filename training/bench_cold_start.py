@@ -1,11 +1,15 @@
-"""First case against later cases in a fresh process: what a warm-up, bf16 or disabling oneDNN change.
+"""First case against later cases in a fresh process: what a warm-up, bf16, oneDNN or OpenMP's wait policy change.
 
 oneDNN creates its convolution kernels for each new input shape and precision on the first call (a
 forward, and for Grad-CAM a backward pass), so the first case of a process is slower than the next
-ones. Each configuration runs in its own fresh process: load the bundle, optionally
-``runtime.warm_up``, then ``--cases`` full synthetic cases through ``predict_case`` (heat maps
-included), each timed. Printed per configuration: load, warm-up, first case, median of the later
-cases, and load + warm-up + first case (what a one-shot command waits for before its first result).
+ones. On a busy machine a second cost dominates: PyTorch's OpenMP threads (libgomp) spin while they
+wait for each other, and a thread that the system has descheduled keeps the others spinning, so
+each case takes many times its CPU work; ``OMP_WAIT_POLICY=PASSIVE`` (set before torch is
+imported) makes waiting threads sleep instead. Each configuration runs in its own fresh process:
+load the bundle, optionally ``runtime.warm_up``, then ``--cases`` full synthetic cases through
+``predict_case`` (heat maps included), each timed. Printed per configuration: load, warm-up, first
+case, median of the later cases, and load + warm-up + first case (what a one-shot command waits for
+before its first result).
 
     python training/bench_cold_start.py --bundle out/demo/bundle [--cases 3] [--repeats 3]
     python training/bench_cold_start.py --bundle out/demo/bundle --threads 1 --cpu-time   # on a busy machine
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,12 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-CONFIGURATIONS = {  # name -> (precision, oneDNN enabled, warm-up after loading)
-    "fp32": ("fp32", True, False),
-    "fp32, warm-up": ("fp32", True, True),
-    "fp32, oneDNN off": ("fp32", False, False),
-    "auto (bf16 at 128 px or more)": ("auto", True, False),
-    "auto, warm-up": ("auto", True, True),
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+CONFIGURATIONS = {  # name -> (precision, oneDNN enabled, warm-up after loading, environment)
+    "fp32": ("fp32", True, False, {}),
+    "fp32, warm-up": ("fp32", True, True, {}),
+    "fp32, oneDNN off": ("fp32", False, False, {}),
+    "auto (bf16 at 128 px or more)": ("auto", True, False, {}),
+    "auto, warm-up": ("auto", True, True, {}),
+    "auto, OMP_WAIT_POLICY=PASSIVE": ("auto", True, False, PASSIVE),
+    "auto, warm-up, OMP_WAIT_POLICY=PASSIVE": ("auto", True, True, PASSIVE),
 }
 
 
@@ -38,7 +46,7 @@ def child(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = time.thread_time if args.cpu_time else time.perf_counter
-    precision, onednn, warm = CONFIGURATIONS[args.child]
+    precision, onednn, warm, _ = CONFIGURATIONS[args.child]
     torch.backends.mkldnn.enabled = onednn
     from BreastFusionLib.cohort.manifest import load_manifest
     from BreastFusionLib.inference.bundle import load_bundle
@@ -89,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{'thread CPU time, 1 thread' if args.cpu_time else 'wall-clock time'}; {time.strftime('%Y-%m-%d')}\n")
     print("| configuration | load s | warm-up s | first case s | later cases s (median) | load + warm-up + first case s |")
     print("|---|---|---|---|---|---|")
+    inherited = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # the default, unless a configuration sets it
     with tempfile.TemporaryDirectory() as folder:
         manifest = generate_cohort(folder, cases=args.cases, seed=7, workers=1)
         for name in CONFIGURATIONS:
             runs = []
             for _ in range(args.repeats):
                 output = subprocess.run([sys.executable, __file__, *forwarded, "--child", name, "--manifest", str(manifest)],
-                                        check=True, capture_output=True, text=True).stdout
+                                        check=True, capture_output=True, text=True,
+                                        env={**inherited, **CONFIGURATIONS[name][3]}).stdout
                 runs.append(json.loads(output.strip().splitlines()[-1]))
             load, warm = (statistics.median(r[key] for r in runs) for key in ("load", "warm_up"))
             first = statistics.median(r["cases"][0] for r in runs)

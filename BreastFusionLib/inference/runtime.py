@@ -46,8 +46,9 @@ def run_model(model: LoadedModel, image: torch.Tensor, branches: list[str], kind
     """Logits (classes,) of ``image`` (1, C, S, S) and maps[kind][branch] for ``kinds`` and ``branches``.
 
     Attention maps are (1, 1, S/32, S/32) in (0, 1); Grad-CAM maps (1, 1, S, S) in [0, 1], for
-    ``class_index``; both float32. Maps come from the unflipped image; ``tta`` averages the logits over it and
-    its horizontal and vertical flips. No maps from a TorchScript model (it has no hooks).
+    ``class_index``; both float32, on the CPU. Maps come from the unflipped image; ``tta`` averages
+    the logits over it and its horizontal and vertical flips. No maps from a TorchScript model (it
+    has no hooks). On CUDA the same code runs (autocast bf16 or fp16); it is not tested here.
     """
     kinds = () if model.torchscript else kinds
     prepare_network(model)
@@ -68,7 +69,7 @@ def run_model(model: LoadedModel, image: torch.Tensor, branches: list[str], kind
         if tta:
             with torch.no_grad():
                 logits = torch.stack([logits, model.network(image.flip(-1)), model.network(image.flip(-2))]).mean(0)
-    maps = {kind: {branch: maps[kind][branch].float() for branch in branches} for kind in maps}
+    maps = {kind: {branch: maps[kind][branch].float().cpu() for branch in branches} for kind in maps}
     return logits[0].float(), maps
 
 
