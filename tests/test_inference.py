@@ -275,7 +275,7 @@ def test_one_pass_fusion_gradcam_equals_monai_per_branch(backbone):
     image = torch.rand(1, 2, 96, 96)
     gradcam = GradCAMMaps(network, "fusion", backbone)
     forwards = []
-    gradcam.hooked.model.head.register_forward_hook(lambda *_: forwards.append(1))
+    network.head.register_forward_hook(lambda *_: forwards.append(1))
     maps = gradcam(image, ["us", "ct"])
     assert len(forwards) == 1  # both branches from one forward (and its one backward)
     layers = [f"{BRANCHES['fusion'][b]}.{TARGET_LAYERS[backbone]}" for b in ("us", "ct")]
@@ -369,3 +369,24 @@ def test_pointing_game_unknown_gradcam_layer_is_named(lite0_bundle):
     result = subprocess.run([sys.executable, str(POINTING_GAME), "--bundle", str(lite0_bundle), "--gradcam-layer", "layer9"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "'layer9' is not a module" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_heat_maps_only_where_asked_and_same_probabilities(bundle, case):
+    loaded = load_bundle(bundle)
+    inputs = dict(us_image=case["folder"] / case["us_image"], us_box=tuple(float(v) for v in case["us_box"].split(",")),
+                  ct=case["folder"] / case["ct_image"], ct_point=np.array([float(v) for v in case["ct_point_ras"].split(",")]))
+    every = predict_case(loaded, **inputs, precision="fp32")
+    some = predict_case(loaded, **inputs, heatmaps=["gradcam"], heatmap_models=["fusion"], precision="fp32")
+    none = predict_case(loaded, **inputs, heatmaps=False, precision="fp32")
+    assert {m: set(b) for m, b in every.heatmaps.items()} == {"us": {"us"}, "ct": {"ct"}, "fusion": {"us", "ct"}}
+    assert {m: {b: set(k) for b, k in branches.items()} for m, branches in some.heatmaps.items()} == \
+        {"fusion": {"us": {"gradcam"}, "ct": {"gradcam"}}}
+    assert none.heatmaps == {} and "heatmaps_us" not in none.timings_s
+    for name in ("us", "ct", "fusion"):  # the Grad-CAM forward gives the same logits as the plain one
+        assert some.models[name].probability == pytest.approx(every.models[name].probability, abs=1e-6)
+        assert none.models[name].probability == pytest.approx(every.models[name].probability, abs=1e-6)
+    np.testing.assert_array_equal(some.heatmaps["fusion"]["ct"]["gradcam"], every.heatmaps["fusion"]["ct"]["gradcam"])
+    with pytest.raises(UserInputError, match="heat map kinds must be among attention, gradcam, got saliency"):
+        predict_case(loaded, **inputs, heatmaps=["saliency"])
+    with pytest.raises(UserInputError, match="heat maps were asked for ct, which will not run"):
+        predict_case(loaded, us_image=inputs["us_image"], us_box=inputs["us_box"], heatmap_models=["ct"])

@@ -16,6 +16,7 @@ from BreastFusionLib.networks import (
     build_classifier,
     load_imagenet_resnet50,
 )
+from BreastFusionLib.networks.cbam import max_mean
 
 
 def torchvision_resnet50_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -86,6 +87,21 @@ def test_cbam_sits_after_bn3_before_the_residual_add():
     assert calls == ["bn3", "cbam", "downsample"]
     gate = block.cbam.spatial_gate
     assert torch.all(gate.bn.weight == 0)  # official init: the spatial gate starts as a constant 0.5
+
+
+@pytest.mark.parametrize("dims", [[1], [2, 3]])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_cbam_max_mean_gradient_is_autograds_amax_and_mean(dims, memory_format):
+    # integer values: many tied maxima, which share the gradient as with torch.amax
+    x = torch.randint(0, 4, (2, 6, 5, 4)).double().contiguous(memory_format=memory_format).requires_grad_()
+    maximum, average = max_mean(x, dims)
+    assert torch.equal(maximum, torch.amax(x, dim=dims, keepdim=True))
+    assert torch.equal(average, torch.mean(x, dim=dims, keepdim=True))
+    weights = torch.randn_like(maximum), torch.randn_like(average)
+    ours = torch.autograd.grad((maximum * weights[0]).sum() + (average * weights[1]).sum(), x)[0]
+    autograd = torch.autograd.grad((torch.amax(x, dim=dims, keepdim=True) * weights[0]).sum()
+                                   + (torch.mean(x, dim=dims, keepdim=True) * weights[1]).sum(), x)[0]
+    torch.testing.assert_close(ours, autograd, rtol=0, atol=1e-12)
 
 
 def test_imagenet_weights_load_by_name_and_are_the_ones_used(imagenet_file):

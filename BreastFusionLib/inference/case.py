@@ -12,6 +12,7 @@ the fusion model is run that way and ``missing_modality`` says which one was abs
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,16 +24,15 @@ from BreastFusionLib.ct.crop import apply_window, ct_axial_crop
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import Bundle, LoadedModel
+from BreastFusionLib.inference.bundle import Bundle
 from BreastFusionLib.inference.calibration import apply_temperature
-from BreastFusionLib.inference.heatmaps import BRANCHES, MALIGNANT, GradCAMMaps, record_attention, to_crop, to_image
+from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, to_crop, to_image
+from BreastFusionLib.inference.runtime import run_model
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.points import LesionLocation, locate_lesion
 from BreastFusionLib.transforms import inference_transforms, modality_keys
 from BreastFusionLib.us.crop import us_lesion_crop
 from BreastFusionLib.us.io import USImage, load_us_image
-
-HEATMAP_KINDS = ("attention", "gradcam")
 
 
 @dataclass
@@ -100,10 +100,22 @@ def model_input(modality: str, crops: dict[str, LesionCrop], spatial_size: int) 
     return torch.as_tensor(inference_transforms(modality, spatial_size)(data)["image"])[None]
 
 
-def _logits(model: LoadedModel, image: torch.Tensor, tta: bool) -> torch.Tensor:
-    views = [image, image.flip(-1), image.flip(-2)] if tta else [image]
-    with torch.no_grad():
-        return torch.stack([model.network(view) for view in views]).mean(0)[0]
+def _heatmap_plan(heatmaps: bool | Collection[str], heatmap_models: Collection[str] | None,
+                  models: list[str]) -> dict[str, tuple[str, ...]]:
+    """Which heat-map kinds each model gets: ``heatmaps`` is True (all kinds), False or kinds; ``heatmap_models`` limits the models."""
+    if isinstance(heatmaps, bool):
+        kinds = HEATMAP_KINDS if heatmaps else ()
+    else:
+        unknown = [k for k in heatmaps if k not in HEATMAP_KINDS]
+        if unknown:
+            raise UserInputError(f"heat map kinds must be among {', '.join(HEATMAP_KINDS)}, got {', '.join(map(str, unknown))}")
+        kinds = tuple(k for k in HEATMAP_KINDS if k in heatmaps)
+    if heatmap_models is not None:
+        unknown = [m for m in heatmap_models if m not in models]
+        if unknown:
+            raise UserInputError(f"heat maps were asked for {', '.join(map(str, unknown))}, which will not run "
+                                 f"(models: {', '.join(models)})")
+    return {m: kinds if heatmap_models is None or m in heatmap_models else () for m in models}
 
 
 def predict_case(
@@ -116,9 +128,11 @@ def predict_case(
     clock: tuple[str, float, float] | ClockPosition | None = None,
     lesion_diameter_mm: float | None = None,
     models: list[str] | None = None,
-    heatmaps: bool = True,
+    heatmaps: bool | Collection[str] = True,
     tta: bool = False,
     class_index: int = MALIGNANT,
+    heatmap_models: Collection[str] | None = None,
+    precision: str = "auto",
 ) -> CaseResult:
     """Calibrated probability, threshold and decision of each model on one case, with crops and heat maps.
 
@@ -126,6 +140,10 @@ def predict_case(
     ``us_mask``. CT: ``ct`` (a ``CTVolume`` or a path) and the lesion as ``ct_point`` (RAS mm) or
     ``clock`` = (side, hour, distance_mm). ``models`` defaults to every loaded model the inputs allow.
     ``tta`` averages the logits over horizontal and vertical flips (the training augmentation).
+    ``heatmaps``: True (attention and Grad-CAM), False, or the kinds wanted ("attention", "gradcam");
+    ``heatmap_models`` limits them to those models (default: every model run). ``precision``
+    "auto" runs bf16 autocast on a CPU with native bf16 (fp32 elsewhere), "fp32" forces fp32
+    (``BreastFusionLib.precision``).
     """
     timings: dict[str, float] = {}
     notes: list[str] = list(bundle.notes)
@@ -170,7 +188,9 @@ def predict_case(
     results: dict[str, ModelResult] = {}
     maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     crop_maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    for name in _models_to_run(bundle, models, set(crops)):
+    names = _models_to_run(bundle, models, set(crops))
+    plan = _heatmap_plan(heatmaps, heatmap_models, names)
+    for name in names:
         model = bundle.models[name]
         with _Timer(timings, f"preprocess_{name}"):
             image = model_input(name, crops, model.spatial_size).to(model.device)
@@ -182,32 +202,24 @@ def predict_case(
                     notes.append(f"the {branch} crop is entirely black after windowing: the fusion model treats it as missing")
             present = [b for b in present if channels[b].any()]
         missing = next((b for b in BRANCHES[name] if b not in present), None) if name == "fusion" else None
-        hooks_ok = heatmaps and not model.torchscript
-        with _Timer(timings, f"forward_{name}"):
-            if hooks_ok:
-                with record_attention(model.network, name) as attention:
-                    logits = _logits(model, image, False)
-                logits = _logits(model, image, True) if tta else logits
-            else:
-                logits = _logits(model, image, tta)
-        raw = float(torch.softmax(logits.float(), dim=0)[MALIGNANT])
+        kinds = plan[name]
+        if kinds and model.torchscript:
+            notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
+            kinds = ()
+        with _Timer(timings, f"forward_{name}"):  # with Grad-CAM: its backward pass to the last stage too
+            logits, network_maps = run_model(model, image, present, kinds, tta, class_index, precision)
+        raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
         probability = apply_temperature(raw, model.temperature)
         threshold = apply_temperature(model.threshold, model.temperature)
         results[name] = ModelResult(probability, threshold, "malignant" if probability >= threshold else "benign",
                                     missing, raw, model.threshold, model.temperature)
-        if heatmaps and model.torchscript:
-            notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
-        if not hooks_ok:
+        if not kinds:
             continue
         with _Timer(timings, f"heatmaps_{name}"):
-            if model.gradcam is None:
-                model.gradcam = GradCAMMaps(model.network, name, model.backbone)  # built once per loaded model
-            gradcam = model.gradcam(image, present, class_index)
             for branch in present:
                 crop = crops[branch]
-                pair = {"attention": to_crop(attention[branch][0, 0].cpu(), DEFAULT_OUT_SIZE),
-                        "gradcam": to_crop(gradcam[branch][0, 0].cpu(), DEFAULT_OUT_SIZE)}
-                crop_maps.setdefault(name, {})[branch] = pair
-                maps.setdefault(name, {})[branch] = {kind: to_image(pair[kind], crop.box, images[branch].shape[:2])
-                                                     for kind in HEATMAP_KINDS}
+                in_crop = {kind: to_crop(network_maps[kind][branch][0, 0], DEFAULT_OUT_SIZE) for kind in kinds}
+                crop_maps.setdefault(name, {})[branch] = in_crop
+                maps.setdefault(name, {})[branch] = {kind: to_image(in_crop[kind], crop.box, images[branch].shape[:2])
+                                                     for kind in kinds}
     return CaseResult(results, crops, images, location, maps, crop_maps, timings, notes)

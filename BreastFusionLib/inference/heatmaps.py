@@ -4,10 +4,11 @@
   read with a forward hook during the ordinary forward pass. It is what the network itself weighted,
   independent of the class; values in (0, 1), shown as they are (not rescaled).
 * Grad-CAM on the last-stage map of each branch (``TARGET_LAYERS``), for a chosen class (malignant by
-  default), from MONAI's ``ModelWithHooks``: one forward and one backward pass give every branch's
-  map, computed as ``monai.visualize.GradCAM`` does (a test pins the equality). MONAI's default
-  ``postprocessing`` maps (min, max) to (1, 0), i.e. it flips the map so that the most important
-  region looks least important; ``min_max`` below keeps high = important.
+  default): one forward pass (the same that gives the logits) and one backward pass that stops at
+  the target layers give every branch's map, computed as ``monai.visualize.GradCAM`` does (a test
+  pins the equality). MONAI's default ``postprocessing`` maps (min, max) to (1, 0), i.e. it flips
+  the map so that the most important region looks least important; ``min_max`` below keeps
+  high = important.
 
 Maps come at the network's feature resolution (spatial_size / 32): Grad-CAM is upsampled to the
 input size (as MONAI does), then both are upsampled bilinearly to the 300x300 crop and mapped back
@@ -17,14 +18,12 @@ through the crop's ``CropBox``; pixels outside the crop are 0.
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.visualize import default_upsampler
-from monai.visualize.class_activation_maps import ModelWithHooks
 from scipy import ndimage
 from torch import nn
 
@@ -35,6 +34,7 @@ BRANCHES = {"us": {"us": "backbone"}, "ct": {"ct": "backbone"}, "fusion": {"us":
 # Grad-CAM target in a backbone: the module whose output is the last-stage map that CBAM receives.
 TARGET_LAYERS = {"cbam_resnet50": "layer4", "cbam_efficientnet_lite0": "head_activation"}
 MALIGNANT = 1
+HEATMAP_KINDS = ("attention", "gradcam")
 
 
 def min_max(cam: torch.Tensor) -> torch.Tensor:
@@ -66,31 +66,54 @@ def record_attention(network: nn.Module, modality: str):
 
 
 class GradCAMMaps:
-    """Grad-CAM of every branch of one network, from one forward and one backward pass.
+    """Grad-CAM of every branch of one network, from the forward pass that gives the logits.
 
-    MONAI registers its hooks for good (they cannot be removed, and a module with backward hooks
-    cannot be traced or scripted), so they go on a private copy of the network, made once.
+    During the call a forward hook makes each target layer's output the start of a new autograd
+    graph (a leaf that requires grad), so the backward pass runs only from the logits back to the
+    target layers (for the last stage: pooling and head), not through the whole network to the
+    input as with MONAI's ``GradCAM``; the gradients at the targets are the same. The hooks are
+    removed after each call: the network itself is used (no copy) and can still be scripted.
     """
 
     def __init__(self, network: nn.Module, modality: str, backbone: str, layer: str | None = None) -> None:
         """``layer``: the target inside each branch's backbone (default ``TARGET_LAYERS[backbone]``)."""
+        self.network = network
         self.branches = list(BRANCHES[modality])
-        layers = [f"{BRANCHES[modality][b]}.{layer or TARGET_LAYERS[backbone]}" for b in self.branches]
-        self.hooked = ModelWithHooks(copy.deepcopy(network).eval(), layers, register_forward=True, register_backward=True)
+        self.targets = [network.get_submodule(f"{BRANCHES[modality][b]}.{layer or TARGET_LAYERS[backbone]}")
+                        for b in self.branches]
+
+    def logits_and_maps(self, image: torch.Tensor, branches: list[str],
+                        class_index: int = MALIGNANT) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The logits (B, classes) of ``image`` and the maps (B, 1, H, W) at the input size for ``branches``, in [0, 1]."""
+        activations: dict[str, torch.Tensor] = {}
+
+        def hook(_module, _inputs, output, branch):
+            activations[branch] = output.detach().requires_grad_(True)
+            return activations[branch]
+
+        handles = [target.register_forward_hook(lambda m, i, o, b=branch: hook(m, i, o, b))
+                   for branch, target in zip(self.branches, self.targets)]
+        try:
+            with torch.enable_grad():
+                logits = self.network(image)
+                wanted = [activations[branch] for branch in branches]
+                gradients = torch.autograd.grad(logits[:, class_index].sum(), wanted, allow_unused=True) if wanted else []
+        finally:
+            for handle in handles:
+                handle.remove()
+        upsample = default_upsampler(image.shape[2:])
+        maps = {}
+        for branch, activation, gradient in zip(branches, wanted, gradients):
+            activation = activation.detach().float()
+            gradient = torch.zeros_like(activation) if gradient is None else gradient.float()
+            weights = gradient.mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
+            cam = F.relu((weights * activation).sum(1, keepdim=True))
+            maps[branch] = min_max(upsample(cam))
+        return logits.detach(), maps
 
     def __call__(self, image: torch.Tensor, branches: list[str], class_index: int = MALIGNANT) -> dict[str, torch.Tensor]:
         """Maps (B, 1, H, W) at the input size for ``branches``, each in [0, 1]."""
-        image = image.detach().clone().requires_grad_(True)  # the graph reaches the target even with frozen weights
-        with torch.enable_grad():
-            _, activations, gradients = self.hooked(image, class_idx=class_index)
-        upsample = default_upsampler(image.shape[2:])
-        maps = {}
-        for branch in branches:
-            index = self.branches.index(branch)
-            weights = gradients[index].mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
-            cam = F.relu((weights * activations[index]).sum(1, keepdim=True))
-            maps[branch] = min_max(upsample(cam)).detach()
-        return maps
+        return self.logits_and_maps(image, branches, class_index)[1]
 
 
 def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:
@@ -102,5 +125,12 @@ def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:
 def to_image(crop_map: np.ndarray, box: CropBox, image_shape: tuple[int, int]) -> np.ndarray:
     """A crop-sized map resampled into the source image (rows, cols); 0 outside the crop, float32."""
     crop_rows, crop_cols, inside = box.image_pixels_in_crop(image_shape, crop_map.shape[0])
-    values = ndimage.map_coordinates(crop_map.astype(np.float32), [crop_rows, crop_cols], order=1, mode="nearest")
-    return np.where(inside, values, 0.0).astype(np.float32)
+    image = np.zeros(image_shape, np.float32)
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if rows.size == 0:
+        return image
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # the crop's rectangle in the image
+    values = ndimage.map_coordinates(crop_map.astype(np.float32), [crop_rows[window], crop_cols[window]],
+                                     order=1, mode="nearest")
+    image[window] = np.where(inside[window], values, 0.0)
+    return image

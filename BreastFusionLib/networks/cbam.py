@@ -4,12 +4,52 @@ Channel attention (a shared MLP on the global average- and max-pooled features, 
 followed by spatial attention (a 7x7 convolution + BN over the channel-wise max and mean, sigmoid).
 The spatial gate's sigmoid is its own submodule (``SpatialGate.gate``) so that a forward hook can
 read the attention map for heat maps without changing what the network computes.
+
+The max and mean poolings run through ``MaxMeanPool``, whose backward gives exactly autograd's
+gradient for ``amax`` (split evenly between tied maxima) and ``mean`` in one pass. Autograd's own
+backward of the pair is about 2x slower on CPU in channels_last, and CBAM then costs more than the
+convolutions in bf16 training (docs/NETWORKS.md). TorchScript uses the plain operations.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+
+class MaxMeanPool(torch.autograd.Function):
+    """``(amax(x, dims), mean(x, dims))`` with keepdim, and a single-pass backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        maximum = torch.amax(x, dim=dims, keepdim=True)
+        ctx.dims = dims
+        ctx.save_for_backward(x, maximum)
+        return maximum, torch.mean(x, dim=dims, keepdim=True)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_max: torch.Tensor, grad_mean: torch.Tensor):
+        x, maximum = ctx.saved_tensors
+        ties = x == maximum
+        # Tied maxima share the gradient, as in autograd's amax. Counting on a uint8 view avoids the
+        # slow bool -> int64 copy that autograd's amax backward makes.
+        count = ties.view(torch.uint8).sum(ctx.dims, keepdim=True, dtype=torch.int32)
+        spread = grad_mean * (maximum.numel() / x.numel())  # d mean / dx = 1 / (pooled elements)
+        return torch.where(ties, grad_max / count + spread, spread), None
+
+
+def max_mean(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max and mean of ``x`` over ``dims`` (kept as size-1 dimensions)."""
+    if torch.jit.is_scripting():
+        return torch.amax(x, dim=dims, keepdim=True), torch.mean(x, dim=dims, keepdim=True)
+    return _max_mean_autograd(x, dims)
+
+
+@torch.jit.unused
+def _max_mean_autograd(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return MaxMeanPool.apply(x, tuple(dims))
 
 
 class ChannelGate(nn.Module):
@@ -21,9 +61,9 @@ class ChannelGate(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        average = self.mlp(torch.mean(x, dim=(2, 3)))
-        maximum = self.mlp(torch.amax(x, dim=(2, 3)))
-        return x * torch.sigmoid(average + maximum)[:, :, None, None]
+        maximum, average = max_mean(x, [2, 3])
+        weights = torch.sigmoid(self.mlp(average.flatten(1)) + self.mlp(maximum.flatten(1)))
+        return x * weights[:, :, None, None]
 
 
 class SpatialGate(nn.Module):
@@ -36,8 +76,8 @@ class SpatialGate(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([torch.amax(x, dim=1, keepdim=True), torch.mean(x, dim=1, keepdim=True)], dim=1)
-        return x * self.gate(self.bn(self.conv(pooled)))
+        maximum, average = max_mean(x, [1])
+        return x * self.gate(self.bn(self.conv(torch.cat([maximum, average], dim=1))))
 
 
 class CBAM(nn.Module):

@@ -24,8 +24,7 @@ from BreastFusionLib.commands.predict import CaseRequest, checked_models, config
 from BreastFusionLib.ct.volume import CTVolume, canonical
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import Bundle, load_bundle
-from BreastFusionLib.inference.case import model_input
-from BreastFusionLib.inference.heatmaps import BRANCHES, GradCAMMaps
+from BreastFusionLib.inference.runtime import warm_up
 from BreastFusionLib.networks import MODALITIES
 from BreastFusionLib.serving.module_inputs import read_module_inputs
 from BreastFusionLib.serving.protocol import CT_GEOMETRY_FILE, DONE, READY, event_line, progress_line
@@ -92,19 +91,6 @@ def case_from_module_inputs(folder: Path, out: Path, bundle: Path, models: list[
                        us=str(us_png) if us_png else None, us_box=inputs.us_box, us_mask=None, ct=volume,
                        series_uid=None, point=inputs.point_ras, clock=inputs.clock,
                        lesion_diameter_mm=inputs.lesion_diameter_mm, heatmaps=True, tta=False, out=out)
-
-
-def warm_up(bundle: Bundle) -> None:
-    """Run every model once as a case would (forward, attention hooks, Grad-CAM's backward) on an empty
-    input, so that the first real case does not pay for building the compute kernels."""
-    for name, model in bundle.models.items():
-        image = model_input(name, {}, model.spatial_size).to(model.device)
-        with torch.no_grad():
-            model.network(image)
-        if not model.torchscript:
-            if model.gradcam is None:
-                model.gradcam = GradCAMMaps(model.network, name, model.backbone)
-            model.gradcam(image, list(BRANCHES[name]))
 
 
 class CaseServer:

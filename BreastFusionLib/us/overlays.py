@@ -115,43 +115,177 @@ def _elongation(component: np.ndarray) -> float:
     return float(np.sqrt(large / small))
 
 
-def _component_features(grey: np.ndarray, tophat: np.ndarray, labels: np.ndarray, wanted: np.ndarray) -> list[dict]:
-    """Area, extent, elongation, peak, top-hat peak and ring contrast of each labelled component
-    ``wanted[label]`` asks for (the others get an empty dict)."""
-    features = []
+def _exact_features(grey: np.ndarray, labels: np.ndarray, index: int, box: tuple[int, int, int, int]) -> tuple[float, float, float]:
+    """(contrast, peak contrast, elongation) of component ``index`` (bounding box rows r0:r1, cols c0:c1),
+    one component at a time: the definition that ``_component_features`` reproduces for all at once."""
+    r0, r1, c0, c1 = box
     pad = RING_WIDTH + 1
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None or not wanted[index]:
-            features.append({})
+    rows, cols = slice(max(r0 - pad, 0), r1 + pad), slice(max(c0 - pad, 0), c1 + pad)
+    component = labels[rows, cols] == index
+    ring = ndimage.binary_dilation(component, _EIGHT, iterations=RING_WIDTH) & (labels[rows, cols] == 0)
+    patch = grey[rows, cols]
+    values = patch[component]
+    background = float(np.median(patch[ring])) if ring.any() else 1.0
+    return (float(np.percentile(values, 90)) - background, float(values.max()) - background,
+            _elongation(component) if values.size >= 10 else 1.0)
+
+
+def _group_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(start, start + length)`` for each group."""
+    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + offsets
+
+
+def _ring_medians(grey: np.ndarray, labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, group: np.ndarray,
+                  top: np.ndarray, left: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Median grey level of each component's ring (background pixels within RING_WIDTH px, 8-connected;
+    1.0 for an empty ring), for components whose pixels are (rows, cols) with component number ``group``
+    and bounding-box corner (top, left). Components are processed in batches of equal window size."""
+    medians = np.ones(top.size)
+    for smallest, limit in ((1, 5), (6, 10), (11, 20), (21, MAX_EXTENT)):
+        members = np.flatnonzero((extent >= smallest) & (extent <= limit))
+        if members.size == 0:
             continue
-        extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-        rows = slice(max(box[0].start - pad, 0), box[0].stop + pad)
-        cols = slice(max(box[1].start - pad, 0), box[1].stop + pad)
-        component = labels[rows, cols] == index
-        area = int(component.sum())
-        feature = {"area": area, "extent": extent}
-        if extent <= MAX_EXTENT and area <= MAX_AREA:
-            ring = ndimage.binary_dilation(component, _EIGHT, iterations=RING_WIDTH) & (labels[rows, cols] == 0)
-            patch = grey[rows, cols]
-            values = patch[component]
-            background = float(np.median(patch[ring])) if ring.any() else 1.0
-            feature.update(
-                peak=float(values.max()),
-                tophat=float(tophat[rows, cols][component].max()),
-                contrast=float(np.percentile(values, 90)) - background,
-                peak_contrast=float(values.max()) - background,
-                elongation=_elongation(component) if area >= 10 else 1.0,
-            )
-        features.append(feature)
-    return features
+        size = limit + 2 * RING_WIDTH
+        slot = np.full(top.size, -1)
+        slot[members] = np.arange(members.size)
+        pixels = slot[group] >= 0
+        window = np.zeros((members.size, size, size), np.uint8)
+        window[slot[group[pixels]], rows[pixels] - top[group[pixels]] + RING_WIDTH,
+               cols[pixels] - left[group[pixels]] + RING_WIDTH] = 1
+        near = ndimage.maximum_filter(window, size=(1, 2 * RING_WIDTH + 1, 2 * RING_WIDTH + 1), mode="constant") > 0
+        image_rows = top[members, None] - RING_WIDTH + np.arange(size)
+        image_cols = left[members, None] - RING_WIDTH + np.arange(size)
+        inside = ((image_rows >= 0) & (image_rows < grey.shape[0]))[:, :, None] & \
+                 ((image_cols >= 0) & (image_cols < grey.shape[1]))[:, None, :]
+        image_rows = np.clip(image_rows, 0, grey.shape[0] - 1)[:, :, None]
+        image_cols = np.clip(image_cols, 0, grey.shape[1] - 1)[:, None, :]
+        ring = near & inside & (labels[image_rows, image_cols] == 0)
+        values = np.where(ring, grey[image_rows, image_cols].astype(np.float64), np.inf).reshape(members.size, -1)
+        values.sort(axis=1)
+        count = ring.reshape(members.size, -1).sum(axis=1)
+        lower = values[np.arange(members.size), np.maximum(count - 1, 0) // 2]
+        upper = values[np.arange(members.size), count // 2]
+        medians[members] = np.where(count > 0, (lower + upper) / 2.0, 1.0)
+    return medians
+
+
+# The tests each feature meets: near a threshold the fast (vectorized) value is replaced by the exact one.
+_THRESHOLDS = {"contrast": (RING_CONTRAST, NEAR_CONTRAST, FAINT_CONTRAST), "peak_contrast": (DOT_CONTRAST,),
+               "elongation": (MAX_ELONGATION, SEED_MAX_ELONGATION, LONE_MAX_ELONGATION)}
+_GUARD = 1e-6
+
+
+def _component_table(grey: np.ndarray, tophat: np.ndarray, labels: np.ndarray, count: int) -> dict[str, np.ndarray]:
+    """Per-label ``area``, ``peak`` (highest grey level), ``tophat`` (highest top-hat response), bounding box
+    (``top``, ``bottom``, ``left``, ``right``, inclusive) and ``extent`` (its longest side) of the components
+    of ``labels``, as arrays indexed by label (0 is the background), from the pixels sorted by label
+    (``order``; ``starts[label]`` is where each label's pixels begin, in raster order)."""
+    flat = labels.ravel()
+    labelled = np.flatnonzero(flat)
+    order = labelled[np.argsort(flat[labelled], kind="stable")]
+    area = np.bincount(flat, minlength=count + 1)
+    area[0] = 0
+    starts = np.cumsum(area) - area
+    rows, cols = np.divmod(order, labels.shape[1])
+    table = {"area": area, "order": order, "starts": starts, "rows": rows, "cols": cols}
+    for name, values, reduce in (("peak", grey.ravel()[order], np.maximum), ("tophat", tophat.ravel()[order], np.maximum),
+                                 ("top", rows, np.minimum), ("bottom", rows, np.maximum),
+                                 ("left", cols, np.minimum), ("right", cols, np.maximum)):
+        per_label = np.zeros(count + 1, values.dtype)
+        if count:
+            per_label[1:] = reduce.reduceat(values, starts[1:])
+        table[name] = per_label
+    table["extent"] = np.maximum(table["bottom"] - table["top"], table["right"] - table["left"]) + 1
+    return table
+
+
+def _component_features(grey: np.ndarray, labels: np.ndarray, table: dict[str, np.ndarray],
+                        wanted: np.ndarray) -> dict[str, np.ndarray]:
+    """``table`` (``_component_table``) plus, for the ``wanted`` labels that pass the size tests
+    (``measured``): ``contrast`` (90th percentile of the component minus the median of its ring of
+    background pixels within RING_WIDTH px), ``peak_contrast`` (peak minus that median) and
+    ``elongation`` (ratio of the principal standard deviations, 1 below 10 px); 0 elsewhere.
+
+    All components at once: per-label reductions, the rings in batches. The few values that land
+    within 1e-6 of a test's threshold are recomputed one component at a time (``_exact_features``:
+    numpy's own percentile, median and covariance), so every test decides as on the exact values.
+    """
+    feature = dict(table)
+    area, extent, starts, rows, cols = (table[k] for k in ("area", "extent", "starts", "rows", "cols"))
+    count = area.size - 1
+    measured = wanted & (extent <= MAX_EXTENT) & (area <= MAX_AREA)
+    measured[0] = False
+    feature["measured"] = measured
+    for name in ("contrast", "peak_contrast", "elongation"):
+        feature[name] = np.zeros(count + 1)
+    chosen = np.flatnonzero(measured)
+    if chosen.size == 0:
+        return feature
+    sizes = area[chosen]
+    positions = _group_positions(starts[chosen], sizes)
+    group = np.repeat(np.arange(chosen.size), sizes)
+    pixel_rows, pixel_cols = rows[positions], cols[positions]
+    values = grey.ravel()[table["order"][positions]].astype(np.float64)
+    ranked = np.lexsort((values, group))  # values in ascending order within each component
+    first = np.cumsum(sizes) - sizes
+    rank = 0.9 * (sizes - 1)
+    low = np.floor(rank).astype(int)
+    high = np.minimum(low + 1, sizes - 1)
+    at_low, at_high = values[ranked[first + low]], values[ranked[first + high]]
+    percentile90 = at_low + (at_high - at_low) * (rank - low)
+    top, left = feature["top"][chosen], feature["left"][chosen]
+    background = _ring_medians(grey, labels, pixel_rows, pixel_cols, group, top, left, extent[chosen])
+    local_rows, local_cols = (pixel_rows - top[group]).astype(np.float64), (pixel_cols - left[group]).astype(np.float64)
+    sums = [np.add.reduceat(v, first) for v in (local_rows, local_cols, local_rows ** 2, local_cols ** 2,
+                                                  local_rows * local_cols)]
+    mean_r, mean_c = sums[0] / sizes, sums[1] / sizes
+    var_r = (sums[2] - sizes * mean_r ** 2) / np.maximum(sizes - 1, 1) + 1 / 12
+    var_c = (sums[3] - sizes * mean_c ** 2) / np.maximum(sizes - 1, 1) + 1 / 12
+    cov = (sums[4] - sizes * mean_r * mean_c) / np.maximum(sizes - 1, 1)
+    half_sum, half_gap = (var_r + var_c) / 2, np.hypot((var_r - var_c) / 2, cov)
+    elongation = np.where(sizes >= 10, np.sqrt((half_sum + half_gap) / np.maximum(half_sum - half_gap, 1e-12)), 1.0)
+    fast = {"contrast": percentile90 - background, "peak_contrast": feature["peak"][chosen] - background,
+            "elongation": elongation}
+    near = np.zeros(chosen.size, bool)
+    for name, thresholds in _THRESHOLDS.items():
+        for threshold in thresholds:
+            near |= np.abs(fast[name] - threshold) <= _GUARD
+    for index in np.flatnonzero(near):
+        label = chosen[index]
+        box = (feature["top"][label], feature["bottom"][label] + 1, feature["left"][label], feature["right"][label] + 1)
+        fast["contrast"][index], fast["peak_contrast"][index], fast["elongation"][index] = _exact_features(grey, labels, label, box)
+    for name, values in fast.items():
+        feature[name][chosen] = values
+    return feature
 
 
 def _component_flags(labels: np.ndarray, pixels: np.ndarray, count: int) -> np.ndarray:
     """Per-label flag: True where any pixel of the component is True in ``pixels``."""
     flags = np.zeros(count + 1, bool)
-    flags[np.unique(labels[pixels & (labels > 0)])] = True
+    flags[labels[pixels]] = True
     flags[0] = False
     return flags
+
+
+def _dilate(mask: np.ndarray, footprint: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, footprint, iterations)`` for a footprint symmetric about its centre
+    whose rows are centred runs (a disk, a square), as row-wise running maxima: much faster."""
+    half = footprint.shape[0] // 2
+    widths = footprint.sum(axis=1) // 2  # half-width of each row's run
+    out = mask.astype(np.uint8)
+    for _ in range(iterations):
+        runs = {w: ndimage.maximum_filter1d(out, 2 * w + 1, axis=1, mode="constant") if w else out
+                for w in set(widths.tolist())}
+        grown = np.zeros_like(out)
+        for offset, width in zip(range(-half, half + 1), widths):
+            source = runs[width]
+            if offset >= 0:
+                grown[offset:] |= source[: source.shape[0] - offset]
+            else:
+                grown[:offset] |= source[-offset:]
+        out = grown
+    return out.astype(bool)
 
 
 def cross_mask(grey: np.ndarray, tophat: np.ndarray) -> np.ndarray:
@@ -173,35 +307,48 @@ def cross_mask(grey: np.ndarray, tophat: np.ndarray) -> np.ndarray:
     padded = np.pad(grey.astype(np.float64), pad, mode="reflect")
     integral = np.zeros((padded.shape[0] + 1, padded.shape[1] + 1))
     integral[1:, 1:] = padded.cumsum(0).cumsum(1)
-    rows_p, cols_p = rows + pad, cols + pad
+    stride = integral.shape[1]
+    flat = integral.ravel()
+    base = (rows + pad) * stride + (cols + pad)
+    corners: dict[int, np.ndarray] = {}  # integral image at each candidate + an offset, gathered once
+
+    def corner(row_offset: int, col_offset: int) -> np.ndarray:
+        key = row_offset * stride + col_offset
+        if key not in corners:
+            corners[key] = flat.take(base + key)
+        return corners[key]
 
     def box_mean(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        top, bottom, left, right = rows_p + r0, rows_p + r1 + 1, cols_p + c0, cols_p + c1 + 1
-        total = integral[bottom, right] - integral[top, right] - integral[bottom, left] + integral[top, left]
+        total = corner(r1 + 1, c1 + 1) - corner(r0, c1 + 1) - corner(r1 + 1, c0) + corner(r0, c0)
         return total / ((r1 - r0 + 1) * (c1 - c0 + 1))
 
     best = np.full(rows.size, -1.0)
     best_scale = np.zeros(rows.size, int)
     best_arms = np.zeros(rows.size)
     for scale in CROSS_SCALES:
-        arms = np.minimum.reduce(
-            [box_mean(0, 0, -scale, -1), box_mean(0, 0, 1, scale), box_mean(-scale, -1, 0, 0), box_mean(1, scale, 0, 0)]
-        )
+        arms = np.minimum(np.minimum(box_mean(0, 0, -scale, -1), box_mean(0, 0, 1, scale)),
+                          np.minimum(box_mean(-scale, -1, 0, 0), box_mean(1, scale, 0, 0)))
         near, far = (-scale, -2), (2, scale)
-        quadrants = np.maximum.reduce([box_mean(*r, *c) for r in (near, far) for c in (near, far)])
+        quadrants = np.maximum(np.maximum(box_mean(*near, *near), box_mean(*near, *far)),
+                               np.maximum(box_mean(*far, *near), box_mean(*far, *far)))
         response = arms - quadrants
         better = response > best
         best[better], best_scale[better], best_arms[better] = response[better], scale, arms[better]
-    hits = np.nonzero(best >= CROSS_RESPONSE)[0]
-    for index in hits:
-        row, col, scale = int(rows[index]), int(cols[index]), int(best_scale[index]) + 1
-        level = best_arms[index] - best[index] / 2.0
-        r0, c0 = max(row - scale, 0), max(col - scale, 0)
-        patch = grey[r0 : row + scale + 1, c0 : col + scale + 1]
-        near_axes = np.zeros(patch.shape, bool)
-        near_axes[max(row - r0 - 1, 0) : row - r0 + 2, :] = True
-        near_axes[:, max(col - c0 - 1, 0) : col - c0 + 2] = True
-        out[r0 : row + scale + 1, c0 : col + scale + 1] |= near_axes & (patch >= level)
+    hits = np.flatnonzero(best >= CROSS_RESPONSE)
+    # Around each hit, within its scale + 1: pixels within 1 px of the cross axes and at least halfway
+    # from the quadrants to the arms.
+    reach = best_scale[hits, None] + 1
+    level = best_arms[hits, None] - best[hits, None] / 2.0
+    span = np.arange(-pad, pad + 1)
+    band_rows, band_cols = np.meshgrid(span, span, indexing="ij")
+    band = (np.abs(band_rows) <= 1) | (np.abs(band_cols) <= 1)
+    band_rows, band_cols = band_rows[band], band_cols[band]
+    pixel_rows, pixel_cols = rows[hits, None] + band_rows, cols[hits, None] + band_cols
+    chosen = ((np.abs(band_rows) <= reach) & (np.abs(band_cols) <= reach) & (pixel_rows >= 0)
+              & (pixel_rows < grey.shape[0]) & (pixel_cols >= 0) & (pixel_cols < grey.shape[1]))
+    bright = np.zeros_like(chosen)
+    bright[chosen] = grey[pixel_rows[chosen], pixel_cols[chosen]] >= np.broadcast_to(level, chosen.shape)[chosen]
+    out[pixel_rows[bright], pixel_cols[bright]] = True
     return out
 
 
@@ -224,48 +371,25 @@ def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(grow, structure=_EIGHT)
     seeded = _component_flags(labels, seeds, count)
     crossed = _component_flags(labels, crosses, count)
-    keep = np.zeros(count + 1, bool)
-    near_only = np.zeros(count + 1, bool)
-    faint = np.zeros(count + 1, bool)
-    lone_ok = crossed.copy()
-    # Only components that could pass a test below need their (slow, per-component) features.
-    every = np.arange(count + 1)
-    peak, top = ndimage.maximum(grey, labels, every), ndimage.maximum(tophat, labels, every)
-    area = np.bincount(labels.ravel(), minlength=count + 1)
+    table = _component_table(grey, tophat, labels, count)
+    area, peak, top = table["area"], table["peak"], table["tophat"]
+    # Only components that could pass a test below need their ring and shape features.
     wanted = (seeded | crossed
               | ((area <= DOT_MAX_AREA) & (peak >= DOT_LEVEL) & (top >= DOT_TOPHAT))
               | ((peak >= NEAR_LEVEL) & (top >= NEAR_TOPHAT))
               | ((area <= FAINT_MAX_AREA) & (peak >= FAINT_LEVEL) & (top >= FAINT_TOPHAT)))
-    for index, feature in enumerate(_component_features(grey, tophat, labels, wanted), start=1):
-        if "peak" not in feature:
-            continue
-        shaped = feature["elongation"] <= MAX_ELONGATION
-        compact = shaped and (
-            feature["extent"] < SEED_ELONGATION_EXTENT or feature["elongation"] <= SEED_MAX_ELONGATION
-        )
-        lone_ok[index] |= feature["elongation"] <= LONE_MAX_ELONGATION or feature["tophat"] >= LONE_TOPHAT
-        if crossed[index] or (seeded[index] and compact and feature["contrast"] >= RING_CONTRAST):
-            keep[index] = True
-        elif (
-            feature["area"] <= DOT_MAX_AREA
-            and feature["peak"] >= DOT_LEVEL
-            and feature["tophat"] >= DOT_TOPHAT
-            and feature["peak_contrast"] >= DOT_CONTRAST
-        ) or (
-            shaped
-            and feature["peak"] >= NEAR_LEVEL
-            and feature["tophat"] >= NEAR_TOPHAT
-            and feature["contrast"] >= NEAR_CONTRAST
-        ):
-            near_only[index] = True
-        elif (
-            shaped
-            and feature["area"] <= FAINT_MAX_AREA
-            and feature["peak"] >= FAINT_LEVEL
-            and feature["tophat"] >= FAINT_TOPHAT
-            and feature["contrast"] >= FAINT_CONTRAST
-        ):
-            faint[index] = True
+    feature = _component_features(grey, labels, table, wanted)
+    measured, contrast, elongation = feature["measured"], feature["contrast"], feature["elongation"]
+    peak, top = peak.astype(np.float64), top.astype(np.float64)  # the tests below compare in double precision
+    shaped = elongation <= MAX_ELONGATION
+    compact = shaped & ((feature["extent"] < SEED_ELONGATION_EXTENT) | (elongation <= SEED_MAX_ELONGATION))
+    lone_ok = crossed | (measured & ((elongation <= LONE_MAX_ELONGATION) | (top >= LONE_TOPHAT)))
+    keep = measured & (crossed | (seeded & compact & (contrast >= RING_CONTRAST)))
+    dot = (area <= DOT_MAX_AREA) & (peak >= DOT_LEVEL) & (top >= DOT_TOPHAT) & (feature["peak_contrast"] >= DOT_CONTRAST)
+    near = shaped & (peak >= NEAR_LEVEL) & (top >= NEAR_TOPHAT) & (contrast >= NEAR_CONTRAST)
+    near_only = measured & ~keep & (dot | near)
+    faint = (measured & ~keep & ~near_only & shaped & (area <= FAINT_MAX_AREA) & (peak >= FAINT_LEVEL)
+             & (top >= FAINT_TOPHAT) & (contrast >= FAINT_CONTRAST))
     if not (keep.any() or crosses.any()):
         return np.zeros(grey.shape, bool)
     # Chains of components, each within REACH px of the next.
@@ -273,16 +397,16 @@ def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
     disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
     if near_only.any():
         marks = keep[labels] | crosses
-        groups, _ = ndimage.label(ndimage.binary_dilation(marks | near_only[labels], disk), structure=_EIGHT)
+        groups, _ = ndimage.label(_dilate(marks | near_only[labels], disk), structure=_EIGHT)
         anchored = _component_flags(groups, marks, int(groups.max()))
         keep |= near_only & _component_flags(labels, anchored[groups], count)
     if faint.any():
         # Faint candidates (digits next to calipers on bright tissue): one step only, no chaining.
-        near_marks = ndimage.binary_dilation(keep[labels] | crosses, disk, iterations=2)
+        near_marks = _dilate(keep[labels] | crosses, disk, iterations=2)
         keep |= faint & _component_flags(labels, near_marks, count)
     # A mark standing alone must be compact or very contrasted (tissue specular segments are neither).
     kept = keep[labels]
-    groups, group_count = ndimage.label(ndimage.binary_dilation(kept | crosses, disk), structure=_EIGHT)
+    groups, group_count = ndimage.label(_dilate(kept | crosses, disk), structure=_EIGHT)
     pairs = np.unique(np.stack([groups[kept], labels[kept]]), axis=1)
     members = np.bincount(pairs[0], minlength=group_count + 1)
     lone = pairs[1][members[pairs[0]] == 1]
@@ -299,31 +423,44 @@ def find_overlays(image: np.ndarray) -> np.ndarray:
     grey = _to_grey(image)
     mask = colour_mask(image) | bright_mark_mask(grey)
     if DILATE > 0 and mask.any():
-        mask = ndimage.binary_dilation(mask, _EIGHT, iterations=DILATE)
+        mask = _dilate(mask, _EIGHT, iterations=DILATE)
     return mask
 
 
 def inpaint(grey: np.ndarray, mask: np.ndarray, max_iterations: int = 500) -> np.ndarray:
-    """Fill ``mask`` pixels of a grey image from the outside in with the mean of known 8-neighbours."""
+    """Fill ``mask`` pixels of a grey image from the outside in with the mean of known 8-neighbours.
+
+    Mask pixels closer than 3 px are filled together, within the bounding box of their group plus
+    1 px: pixels of other groups never enter a filled pixel's 3x3 neighbourhood, so this is the
+    whole-image fill, group by group.
+    """
     out = np.asarray(grey, dtype=np.float32).copy()
-    unknown = np.asarray(mask, bool).copy()
-    if not unknown.any():
+    mask = np.asarray(mask, bool)
+    if not mask.any():
         return out
-    if unknown.all():
+    if mask.all():
         out[:] = 0.0
         return out
-    out[unknown] = 0.0
+    groups, _ = ndimage.label(_dilate(mask, _EIGHT), structure=_EIGHT)
+    for index, window in enumerate(ndimage.find_objects(groups), start=1):
+        _fill(out[window], mask[window] & (groups[window] == index), max_iterations)
+    return out
+
+
+def _fill(values: np.ndarray, unknown: np.ndarray, max_iterations: int) -> None:
+    """Onion-peel fill of ``values`` (in place) where ``unknown``: each pass sets the unknown pixels
+    with known 8-neighbours to their mean (a normalized 3x3 box filter)."""
+    values[unknown] = 0.0
     known = (~unknown).astype(np.float32)
     for _ in range(max_iterations):
-        total = ndimage.uniform_filter(out * known, size=3, mode="nearest")
+        total = ndimage.uniform_filter(values * known, size=3, mode="nearest")
         weight = ndimage.uniform_filter(known, size=3, mode="nearest")
         front = unknown & (weight > 1e-6)
-        out[front] = total[front] / weight[front]
+        values[front] = total[front] / weight[front]
         known[front] = 1.0
         unknown &= ~front
         if not unknown.any():
             break
-    return out
 
 
 def remove_overlays(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,90 @@
+"""Running a loaded model on one input fast: memory layout, precision, heat maps from the same pass, warm-up.
+
+* ``prepare_network``: the weights go to channels_last once per loaded model (oneDNN's convolutions
+  work in NHWC, so this saves a reorder per convolution: ~1.2x on this CPU, docs/INFERENCE.md).
+  Inputs stay NCHW: the fusion network slices its channels, and a 1-channel NCHW tensor already is
+  channels_last.
+* ``run_model``: logits (averaged over flips with TTA) and the requested heat maps under
+  ``precision.autocast`` (bf16 on a CPU with native bf16 for inputs of 128 px or more, fp32
+  elsewhere). Grad-CAM shares the
+  forward pass that gives the logits, and its backward pass stops at the target layers
+  (``heatmaps.GradCAMMaps``); the CBAM attention is read by a hook during that same pass.
+* ``warm_up``: oneDNN creates its kernels for each new input shape and precision on the first call
+  (a forward and, for Grad-CAM, a backward pass); one call per model on a blank input, right after
+  loading, moves that cost out of the first case.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+
+import torch
+
+from BreastFusionLib.inference.bundle import Bundle, LoadedModel
+from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, GradCAMMaps, record_attention
+from BreastFusionLib.precision import autocast
+from BreastFusionLib.transforms import modality_keys
+
+
+def prepare_network(model: LoadedModel) -> None:
+    """Put ``model``'s weights in channels_last, once (TorchScript models are left as they are)."""
+    if model.torchscript:
+        return
+    if not all(p.is_contiguous(memory_format=torch.channels_last) for p in model.network.parameters() if p.dim() == 4):
+        model.network.to(memory_format=torch.channels_last)
+
+
+def model_device(model: LoadedModel) -> torch.device:
+    """The device holding ``model``'s weights."""
+    return next(model.network.parameters()).device
+
+
+def run_model(model: LoadedModel, image: torch.Tensor, branches: list[str], kinds: tuple[str, ...] = HEATMAP_KINDS,
+              tta: bool = False, class_index: int = MALIGNANT,
+              precision: str = "auto") -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
+    """Logits (classes,) of ``image`` (1, C, S, S) and maps[kind][branch] for ``kinds`` and ``branches``.
+
+    Attention maps are (1, 1, S/32, S/32) in (0, 1); Grad-CAM maps (1, 1, S, S) in [0, 1], for
+    ``class_index``; both float32, on the CPU. Maps come from the unflipped image; ``tta`` averages
+    the logits over it and its horizontal and vertical flips. No maps from a TorchScript model (it
+    has no hooks). On CUDA the same code runs (autocast bf16 or fp16); it is not tested here.
+    """
+    kinds = () if model.torchscript else kinds
+    prepare_network(model)
+    device = model_device(model)
+    image = image.to(device)
+    maps: dict[str, dict[str, torch.Tensor]] = {}
+    with ExitStack() as stack:
+        stack.enter_context(autocast(device, precision, image.shape[-1]))
+        if "attention" in kinds:
+            maps["attention"] = stack.enter_context(record_attention(model.network, model.modality))
+        if "gradcam" in kinds:
+            if model.gradcam is None:
+                model.gradcam = GradCAMMaps(model.network, model.modality, model.backbone)  # kept with the model
+            logits, maps["gradcam"] = model.gradcam.logits_and_maps(image, branches, class_index)
+        else:
+            with torch.no_grad():
+                logits = model.network(image)
+        if tta:
+            with torch.no_grad():
+                logits = torch.stack([logits, model.network(image.flip(-1)), model.network(image.flip(-2))]).mean(0)
+    maps = {kind: {branch: maps[kind][branch].float().cpu() for branch in branches} for kind in maps}
+    return logits[0].float(), maps
+
+
+def warm_up(bundle: Bundle, heatmaps: bool = True, precision: str = "auto") -> dict[str, float]:
+    """Run each model of ``bundle`` once on a blank input of its size; seconds per model.
+
+    Call it right after ``load_bundle`` in a process that will predict cases (a server or worker),
+    with the ``heatmaps`` and ``precision`` its cases will use, so that the first case does not pay
+    for oneDNN's kernel creation.
+    """
+    seconds = {}
+    for name, model in bundle.models.items():
+        channels = len(modality_keys(name))
+        image = torch.full((1, channels, model.spatial_size, model.spatial_size), 0.5)
+        start = time.perf_counter()
+        run_model(model, image, list(BRANCHES[name]), HEATMAP_KINDS if heatmaps else (), precision=precision)
+        seconds[name] = time.perf_counter() - start
+    return seconds
