@@ -4,7 +4,9 @@ Each model of the bundle predicts the prepared crops of the manifest's ``--split
 ``eval_transforms`` at the model's input size) once in fp32 and once under bf16 autocast, whatever
 the input size (``precision="auto"`` keeps small inputs in fp32; this measures what bf16 would
 change). Probabilities are the calibrated ones; a decision is probability >= calibrated threshold.
-On a CPU without native bf16 the bf16 run is emulated (slow, same numbers).
+The last column applies ``predict_case``'s rule: a bf16 probability within ``FP32_NEAR_THRESHOLD``
+of the threshold is recomputed in fp32. On a CPU without native bf16 the bf16 run is emulated
+(slow, same numbers).
 
     python training/compare_precision.py --bundle out/demo/bundle --dataset out/demo/crops
 """
@@ -22,6 +24,7 @@ from BreastFusionLib.bundle.datalist import load_datalist
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import load_bundle
 from BreastFusionLib.inference.calibration import apply_temperature
+from BreastFusionLib.inference.case import FP32_NEAR_THRESHOLD
 from BreastFusionLib.inference.heatmaps import MALIGNANT
 from BreastFusionLib.inference.runtime import model_device, prepare_network
 from BreastFusionLib.precision import cpu_has_native_bf16
@@ -54,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         manifest = str(args.dataset / "manifest.csv")
         print(f"bf16 {'native' if cpu_has_native_bf16() else 'EMULATED (no native bf16 on this CPU)'}; "
               f"bundle {args.bundle}; cases from {manifest}\n")
-        print("| model | split | cases | max abs(bf16 - fp32) probability | decisions changed |")
-        print("|---|---|---|---|---|")
+        print("| model | split | cases | max abs(bf16 - fp32) probability | decisions changed | "
+              "changed with the fp32 recheck near the threshold |")
+        print("|---|---|---|---|---|---|")
         for name, model in bundle.models.items():
             threshold = apply_temperature(model.threshold, model.temperature)
             for split in args.splits.split(","):
@@ -63,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                 fp32 = probabilities(model, items, False, args.batch_size)
                 bf16 = probabilities(model, items, True, args.batch_size)
                 changed = sum((a >= threshold) != (b >= threshold) for a, b in zip(fp32, bf16))
+                rechecked = [a if abs(b - threshold) < FP32_NEAR_THRESHOLD else b for a, b in zip(fp32, bf16)]
+                still = sum((a >= threshold) != (b >= threshold) for a, b in zip(fp32, rechecked))
                 largest = max(abs(a - b) for a, b in zip(fp32, bf16))
-                print(f"| {name} | {split} | {len(items)} | {largest:.4f} | {changed} |", flush=True)
+                print(f"| {name} | {split} | {len(items)} | {largest:.4f} | {changed} | {still} |", flush=True)
     except UserInputError as error:
         parser.error(str(error))
     return 0
