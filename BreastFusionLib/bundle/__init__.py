@@ -2,9 +2,10 @@
 
 from BreastFusionLib.bundle.checkpoints import BestModelState, latest_resume_checkpoint, preflight
 from BreastFusionLib.bundle.datalist import class_weights, default_bundle_root, load_datalist
+from BreastFusionLib.bundle.inferer import AutocastInferer
 from BreastFusionLib.bundle.report import write_model_report
 
 __all__ = [
-    "BestModelState", "class_weights", "default_bundle_root", "latest_resume_checkpoint", "load_datalist", "preflight",
+    "AutocastInferer", "BestModelState", "class_weights", "default_bundle_root", "latest_resume_checkpoint", "load_datalist", "preflight",
     "write_model_report",
 ]
