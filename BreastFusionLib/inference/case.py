@@ -35,8 +35,9 @@ from BreastFusionLib.transforms import inference_transforms, modality_keys
 from BreastFusionLib.us.crop import us_lesion_crop
 from BreastFusionLib.us.io import USImage, load_us_image
 
-# Calibrated probability: a reduced-precision (bf16) answer this close to the threshold is recomputed
-# in fp32, so that bf16 never changes a decision (its probabilities are within 0.01 of fp32's).
+# A reduced-precision (bf16) answer whose network probability (before calibration) is this close to
+# the threshold is recomputed in fp32, so that bf16 does not change decisions: bf16 moves that
+# probability by about 0.004 (calibrated: up to 0.01 at the demo's temperature 0.43).
 FP32_NEAR_THRESHOLD = 0.02
 
 @dataclass
@@ -121,13 +122,13 @@ def _malignancy(model: LoadedModel, image: torch.Tensor, branches: list[str], ki
                 class_index: int, precision: str) -> tuple[float, dict]:
     """The network's malignancy probability (before calibration) and heat maps (``runtime.run_model``).
 
-    A reduced-precision answer whose calibrated probability lies within ``FP32_NEAR_THRESHOLD`` of
-    the calibrated threshold is recomputed in fp32 (the heat maps are kept).
+    A reduced-precision answer within ``FP32_NEAR_THRESHOLD`` of the threshold (both before
+    calibration, which keeps their order) is recomputed in fp32; the heat maps are kept.
     """
     logits, maps = run_model(model, image, branches, kinds, tta, class_index, precision)
     raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
-    near = abs(apply_temperature(raw, model.temperature) - apply_temperature(model.threshold, model.temperature))
-    if near < FP32_NEAR_THRESHOLD and autocast_dtype(model_device(model), precision, model.spatial_size) is not None:
+    near = abs(raw - model.threshold) < FP32_NEAR_THRESHOLD
+    if near and autocast_dtype(model_device(model), precision, model.spatial_size) is not None:
         logits, _ = run_model(model, image, branches, (), tta, class_index, "fp32")
         raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
     return raw, maps
@@ -158,7 +159,7 @@ def predict_case(
     ``heatmaps``: True (attention and Grad-CAM), False, or the kinds wanted ("attention", "gradcam");
     ``heatmap_models`` limits them to those models (default: every model run). ``precision``
     "auto" runs bf16 autocast on a CPU with native bf16 for inputs of 128 px or more (fp32
-    elsewhere; ``BreastFusionLib.precision``) and recomputes in fp32 a probability that lands within
+    elsewhere; ``BreastFusionLib.precision``) and recomputes in fp32 an answer within
     ``FP32_NEAR_THRESHOLD`` of the threshold; "fp32" forces fp32.
     """
     timings: dict[str, float] = {}
