@@ -24,7 +24,6 @@ loads its data in this process, ``num_workers`` 0, so that its data loading is c
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import platform
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from BreastFusionLib.cohort.manifest import write_manifest
 from BreastFusionLib.networks import BACKBONES, build_classifier
 from BreastFusionLib.networks.pretrained import FREEZE_MODES
 
@@ -106,12 +106,7 @@ def synthetic_crops(folder: Path, train_cases: int, size: int) -> Path:
         rows.append({"case_id": f"c{index}", "patient_id": f"p{index}", "label": ("benign", "malignant")[index % 2],
                      "us_image": f"c{index}_us.png", "ct_image": f"c{index}_ct.png",
                      "split": "train" if index < train_cases else "val", "prepared": "crops"})
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(rows, folder / "manifest.csv")
 
 
 def bundle_images_per_second(modality: str, args: argparse.Namespace) -> float:
