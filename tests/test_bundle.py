@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from conftest import bundle_cli as _bundle_cli, bundle_overrides as _overrides, 
 
 import torch
 from monai.bundle import ckpt_export
+
+from BreastFusionLib import precision
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,24 @@ def test_single_modality_models_train_and_export(dataset, tmp_path, modality):
     image = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(str(exported))(image), eager(image))
+
+
+@pytest.mark.parametrize("amp", [None, False])
+def test_amp_trains_in_bf16_on_a_cpu_with_native_bf16(dataset, tmp_path, monkeypatch, amp):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # the bf16 path on any CPU
+    monkeypatch.delenv(precision.ENVIRONMENT_VARIABLE, raising=False)
+    override = {} if amp is None else {"amp": amp}  # None: the default, read from the CPU
+    workflow = _workflow(["train.json"], "train", dataset, tmp_path, modality="us", max_epochs=1, **override)
+    dtypes = {"train": set(), "validate": set()}
+    stem = workflow.parser.get_parsed_content("network").backbone.conv1
+    stem.register_forward_hook(lambda module, _, output: dtypes["train" if module.training else "validate"].add(output.dtype))
+    workflow.run()
+    expected = torch.float32 if amp is False else torch.bfloat16
+    assert dtypes == {"train": {expected}, "validate": {expected}}
+    assert not workflow.trainer.amp  # MONAI's own amp (fp16 autocast + GradScaler) is for CUDA only
+    history = list(csv.DictReader(open(tmp_path / "runs" / "us" / "loss_history.csv")))
+    assert all(math.isfinite(float(row[key])) for row in history for key in ("train_loss", "val_loss"))
+    assert (tmp_path / "models" / "us" / "model.pt").is_file()
 
 
 def test_cli_training_and_evaluating_run_ids(dataset, tmp_path):

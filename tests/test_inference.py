@@ -27,6 +27,7 @@ from PIL import Image
 from pydicom.dataset import Dataset as DicomDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
+from BreastFusionLib import precision
 from BreastFusionLib.bundle.report import write_model_report
 from BreastFusionLib.cli import main
 from BreastFusionLib.crop import CropBox
@@ -390,3 +391,19 @@ def test_heat_maps_only_where_asked_and_same_probabilities(bundle, case):
         predict_case(loaded, **inputs, heatmaps=["saliency"])
     with pytest.raises(UserInputError, match="heat maps were asked for ct, which will not run"):
         predict_case(loaded, us_image=inputs["us_image"], us_box=inputs["us_box"], heatmap_models=["ct"])
+
+
+def test_bf16_answers_near_the_threshold_are_recomputed_in_fp32(bundle, case, monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # the bf16 path on any CPU
+    monkeypatch.setattr(precision, "BF16_MIN_SIDE", 16)  # and at the tiny bundle's input size
+    loaded = load_bundle(bundle, ["us"])
+    inputs = dict(us_image=case["folder"] / case["us_image"], us_box=tuple(float(v) for v in case["us_box"].split(",")),
+                  heatmaps=False)
+    fp32 = predict_case(loaded, **inputs, precision="fp32").models["us"]
+    model = loaded.models["us"]
+    model.threshold = 0.0  # far from every probability: the bf16 answer stands
+    far = predict_case(loaded, **inputs).models["us"]
+    assert far.raw_probability != fp32.raw_probability and abs(far.probability - fp32.probability) < 0.01
+    model.threshold = fp32.raw_probability + 1e-4  # within FP32_NEAR_THRESHOLD: decided in fp32
+    near = predict_case(loaded, **inputs).models["us"]
+    assert near.raw_probability == fp32.raw_probability and near.decision == "benign"

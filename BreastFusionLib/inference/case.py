@@ -24,16 +24,21 @@ from BreastFusionLib.ct.crop import apply_window, ct_axial_crop
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import Bundle
+from BreastFusionLib.inference.bundle import Bundle, LoadedModel
 from BreastFusionLib.inference.calibration import apply_temperature
 from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, to_crop, to_image
-from BreastFusionLib.inference.runtime import run_model
+from BreastFusionLib.inference.runtime import model_device, run_model
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.points import LesionLocation, locate_lesion
+from BreastFusionLib.precision import autocast_dtype
 from BreastFusionLib.transforms import inference_transforms, modality_keys
 from BreastFusionLib.us.crop import us_lesion_crop
 from BreastFusionLib.us.io import USImage, load_us_image
 
+# A reduced-precision (bf16) answer whose network probability (before calibration) is this close to
+# the threshold is recomputed in fp32, so that bf16 does not change decisions: bf16 moves that
+# probability by about 0.004 (calibrated: up to 0.01 at the demo's temperature 0.43).
+FP32_NEAR_THRESHOLD = 0.02
 
 @dataclass
 class ModelResult:
@@ -118,6 +123,22 @@ def _heatmap_plan(heatmaps: bool | Collection[str], heatmap_models: Collection[s
     return {m: kinds if heatmap_models is None or m in heatmap_models else () for m in models}
 
 
+def _malignancy(model: LoadedModel, image: torch.Tensor, branches: list[str], kinds: tuple[str, ...], tta: bool,
+                class_index: int, precision: str) -> tuple[float, dict]:
+    """The network's malignancy probability (before calibration) and heat maps (``runtime.run_model``).
+
+    A reduced-precision answer within ``FP32_NEAR_THRESHOLD`` of the threshold (both before
+    calibration, which keeps their order) is recomputed in fp32; the heat maps are kept.
+    """
+    logits, maps = run_model(model, image, branches, kinds, tta, class_index, precision)
+    raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
+    near = abs(raw - model.threshold) < FP32_NEAR_THRESHOLD
+    if near and autocast_dtype(model_device(model), precision, model.spatial_size) is not None:
+        logits, _ = run_model(model, image, branches, (), tta, class_index, "fp32")
+        raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
+    return raw, maps
+
+
 def predict_case(
     bundle: Bundle,
     us_image: USImage | str | Path | None = None,
@@ -142,8 +163,9 @@ def predict_case(
     ``tta`` averages the logits over horizontal and vertical flips (the training augmentation).
     ``heatmaps``: True (attention and Grad-CAM), False, or the kinds wanted ("attention", "gradcam");
     ``heatmap_models`` limits them to those models (default: every model run). ``precision``
-    "auto" runs bf16 autocast on a CPU with native bf16 (fp32 elsewhere), "fp32" forces fp32
-    (``BreastFusionLib.precision``).
+    "auto" runs bf16 autocast on a CPU with native bf16 for inputs of 128 px or more (fp32
+    elsewhere; ``BreastFusionLib.precision``) and recomputes in fp32 an answer within
+    ``FP32_NEAR_THRESHOLD`` of the threshold; "fp32" forces fp32.
     """
     timings: dict[str, float] = {}
     notes: list[str] = list(bundle.notes)
@@ -207,8 +229,7 @@ def predict_case(
             notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
             kinds = ()
         with _Timer(timings, f"forward_{name}"):  # with Grad-CAM: its backward pass to the last stage too
-            logits, network_maps = run_model(model, image, present, kinds, tta, class_index, precision)
-        raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
+            raw, network_maps = _malignancy(model, image, present, kinds, tta, class_index, precision)
         probability = apply_temperature(raw, model.temperature)
         threshold = apply_temperature(model.threshold, model.temperature)
         results[name] = ModelResult(probability, threshold, "malignant" if probability >= threshold else "benign",
