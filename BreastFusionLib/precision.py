@@ -12,6 +12,7 @@ Autocast keeps the weights in fp32 and runs each operation in the precision PyTo
 policy gives it. On the demo's models bf16 moved the network's probabilities by at most 0.011
 (calibrated: 0.015; ``training/compare_precision.py``), and ``predict_case`` decides answers near
 the threshold in fp32.
+
 Force fp32 with ``precision="fp32"`` or, for a whole process (CLI, Slicer worker, bundle), with
 the environment variable ``BREASTFUSION_PRECISION=fp32``.
 """
