@@ -30,15 +30,18 @@ demo: env
 test: env slicer-env
 	$(PY) -m pytest -q
 
-# `make bench`: network throughput, then the BUSI cross-validation benchmark through the bundle, the
-# shortcut check (overlays kept; the lesion, its box or a centred square blanked) and the table
-# (docs/BENCHMARKS.md). About 1.5 h on a quiet 2-core CPU (all 5 folds everywhere). RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
+# `make bench`: network throughput (with the bundle's own training as a ratio of the plain loop), then
+# the BUSI cross-validation benchmark through the bundle, the shortcut check (overlays kept; the lesion,
+# its box or a centred square blanked) and the table (docs/BENCHMARKS.md), then per-case inference
+# latency, cold start and bf16 against fp32 on the demo bundle (made first if absent; docs/INFERENCE.md).
+# About 1.5 h on a quiet 2-core CPU (all 5 folds everywhere). RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
 BUSI ?= ../shared/data/BUSI
 BENCH_OUT ?= runs/bench_busi
 RESNET50_WEIGHTS ?=
+DEMO_OUT ?= out/demo
 NICE ?= nice -n 10
 bench: env
-	$(NICE) $(PY) training/bench_networks.py
+	$(NICE) $(PY) training/bench_networks.py --bundle
 	$(NICE) $(PY) training/bench_networks.py --backbone cbam_efficientnet_lite0 --freeze last_stage --size 224
 	test -f $(BENCH_OUT)/data/removed/manifest.csv || $(NICE) $(PY) training/prepare_busi.py $(BUSI) $(BENCH_OUT)/data/removed
 	test -f $(BENCH_OUT)/data/kept/manifest.csv || $(NICE) $(PY) training/prepare_busi.py $(BUSI) $(BENCH_OUT)/data/kept --keep-overlays
@@ -53,6 +56,12 @@ bench: env
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/center --out $(BENCH_OUT) --tag lesion_center_blanked --options lite0_last_stage
 	$(PY) training/bench_busi.py table --out $(BENCH_OUT) --figure $(BENCH_OUT)/busi_roc.png
 	$(NICE) $(PY) training/bench_feature_cache.py --dataset $(BENCH_OUT)/data/removed --images 64 --size 300 --throughput --out $(BENCH_OUT)/feature_cache.json
+	test -d $(DEMO_OUT)/bundle || $(PY) -m BreastFusionLib.demo --out $(DEMO_OUT)
+	$(PY) training/bench_inference.py --bundle $(DEMO_OUT)/bundle
+	$(PY) training/bench_inference.py --bundle $(DEMO_OUT)/bundle --untrained-size 300
+	$(PY) training/bench_cold_start.py --bundle $(DEMO_OUT)/bundle --spatial-size 64
+	$(PY) training/bench_cold_start.py --bundle $(DEMO_OUT)/bundle --untrained-size 300
+	$(PY) training/compare_precision.py --bundle $(DEMO_OUT)/bundle --dataset $(DEMO_OUT)/crops
 
 clean:
 	rm -rf $(VENV) $(SLICER_ENV) out runs

@@ -9,7 +9,10 @@ layout changes cost more than it saves, so prediction at that size stays in fp32
 uses bf16 where the GPU supports it and fp16 otherwise (not tested on this project's CPU machines).
 
 Autocast keeps the weights in fp32 and runs each operation in the precision PyTorch's autocast
-policy gives it; probabilities differ from fp32 by well under 0.01 (tests/test_precision.py).
+policy gives it. On the demo's models bf16 moved the network's probabilities by at most 0.011
+(calibrated: 0.015; ``training/compare_precision.py``), and ``predict_case`` decides answers near
+the threshold in fp32.
+
 Force fp32 with ``precision="fp32"`` or, for a whole process (CLI, Slicer worker, bundle), with
 the environment variable ``BREASTFUSION_PRECISION=fp32``.
 """

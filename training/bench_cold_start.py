@@ -12,7 +12,10 @@ case, median of the later cases, and load + warm-up + first case (what a one-sho
 before its first result).
 
     python training/bench_cold_start.py --bundle out/demo/bundle [--cases 3] [--repeats 3]
+    python training/bench_cold_start.py --bundle out/demo/bundle --untrained-size 300     # CBAM-ResNet-50 at 300 px
     python training/bench_cold_start.py --bundle out/demo/bundle --threads 1 --cpu-time   # on a busy machine
+
+``--untrained-size N`` times untrained networks at input size N, as ``bench_inference.py`` does.
 """
 
 from __future__ import annotations
@@ -53,9 +56,12 @@ def child(args: argparse.Namespace) -> None:
     from BreastFusionLib.inference.case import predict_case
     from BreastFusionLib.inference.runtime import warm_up
     from BreastFusionLib.synthetic.cohort import read_case
+    from bench_inference import untrained  # the script beside this one
 
     start = clock()
-    bundle = load_bundle(args.bundle, spatial_size=args.spatial_size)
+    bundle = load_bundle(args.bundle, spatial_size=args.untrained_size or args.spatial_size)
+    if args.untrained_size:
+        untrained(bundle, "cbam_resnet50")
     record = {"load": clock() - start, "warm_up": 0.0, "cases": []}
     if warm:
         start = clock()
@@ -74,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--spatial-size", type=int)
+    parser.add_argument("--untrained-size", type=int, help="time untrained CBAM-ResNet-50s at this input size instead")
     parser.add_argument("--cases", type=int, default=3, help="cases per process (the first is the cold one)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -83,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cpu_time and args.threads != 1:
         parser.error("--cpu-time needs --threads 1 (other threads' work would not be counted)")
+    if args.untrained_size and args.spatial_size:
+        parser.error("--untrained-size sets the input size: leave out --spatial-size")
     if args.cases < 2:
         parser.error("--cases must be 2 or more (a first case and later ones)")
     if args.child:
@@ -92,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     forwarded = ["--bundle", args.bundle, "--cases", str(args.cases)] + (["--cpu-time"] if args.cpu_time else [])
     forwarded += ["--spatial-size", str(args.spatial_size)] if args.spatial_size else []
+    forwarded += ["--untrained-size", str(args.untrained_size)] if args.untrained_size else []
     forwarded += ["--threads", str(args.threads)] if args.threads else []
     print(f"{args.repeats} fresh processes per configuration, {args.cases} cases each; "
           f"{'thread CPU time, 1 thread' if args.cpu_time else 'wall-clock time'}; {time.strftime('%Y-%m-%d')}\n")

@@ -9,7 +9,9 @@ channels_last, TorchScript (traced), bf16 autocast + channels_last and ONNX Runt
 ``onnxruntime`` is already importable; no dependency is added); the forward with Grad-CAM (one
 pass, ``runtime.run_model``) with precision fp32 and auto; and overlay removal alone per US image.
 ``--untrained-size N --backbone B`` replaces the bundle's networks by untrained ones of backbone B at
-input size N, keeping the bundle's thresholds: latency does not depend on the weights.
+input size N: latency does not depend on the weights. Untrained networks answer about 0.5 for every
+case, so their thresholds are set to 1, far from every answer like most of a trained model's: the
+fp32 recheck of bf16 answers near the threshold (one more fp32 forward) is not timed then.
 
 On a busy machine, wall-clock times measure the other processes as much as this one. There,
 ``--threads 1 --cpu-time`` times every stage by this thread's CPU time instead (one torch thread, so
@@ -88,13 +90,13 @@ def _variants(network: torch.nn.Module, example: torch.Tensor, bf16: bool) -> di
     return variants
 
 
-def _untrained(bundle: Bundle, backbone: str) -> None:
-    """Replace every network of ``bundle`` by an untrained ``backbone`` one (thresholds and sizes are kept)."""
+def untrained(bundle: Bundle, backbone: str) -> None:
+    """Replace every network of ``bundle`` by an untrained ``backbone`` one, with threshold 1 (sizes are kept)."""
     torch.manual_seed(0)
     for name, model in bundle.models.items():
         network = build_classifier(name, backbone=backbone).eval().requires_grad_(False)
         bundle.models[name] = dataclasses.replace(model, network=network, backbone=backbone, torchscript=False,
-                                                  gradcam=None)
+                                                  gradcam=None, threshold=1.0)
 
 
 def _cases(args) -> list[tuple]:
@@ -150,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     load_s = time.perf_counter() - start
     if args.untrained_size:
-        _untrained(bundle, args.backbone or "cbam_resnet50")
+        untrained(bundle, args.backbone or "cbam_resnet50")
     backbones = sorted({model.backbone for model in bundle.models.values()})
     weights = (f"UNTRAINED {', '.join(backbones)} (random initialisation: timings only, probabilities meaningless; "
-               f"thresholds from the bundle)" if args.untrained_size else f"the bundle's trained {', '.join(backbones)}")
+               f"thresholds set to 1)" if args.untrained_size else f"the bundle's trained {', '.join(backbones)}")
     size = next(iter(bundle.models.values())).spatial_size
     bf16 = autocast_dtype("cpu") == torch.bfloat16
     auto = "bf16" if autocast_dtype("cpu", image_side=size) == torch.bfloat16 else "fp32"

@@ -6,12 +6,14 @@
   channels_last.
 * ``run_model``: logits (averaged over flips with TTA) and the requested heat maps under
   ``precision.autocast`` (bf16 on a CPU with native bf16 for inputs of 128 px or more, fp32
-  elsewhere). Grad-CAM shares the
-  forward pass that gives the logits, and its backward pass stops at the target layers
-  (``heatmaps.GradCAMMaps``); the CBAM attention is read by a hook during that same pass.
+  elsewhere). Grad-CAM shares the forward pass that gives the logits, and its backward pass stops
+  at the target layers (``heatmaps.GradCAMMaps``); the CBAM attention is read by a hook during that
+  same pass.
 * ``warm_up``: oneDNN creates its kernels for each new input shape and precision on the first call
   (a forward and, for Grad-CAM, a backward pass); one call per model on a blank input, right after
-  loading, moves that cost out of the first case.
+  loading, moves that cost out of the first case (about 0.1 s of CPU per case here; on a busy
+  machine PyTorch's OpenMP threads cost far more unless ``OMP_WAIT_POLICY=PASSIVE``,
+  docs/INFERENCE.md).
 """
 
 from __future__ import annotations
