@@ -98,7 +98,8 @@ def _ct_slice_shape(case: dict) -> tuple[int, int]:
 
 
 def _check_schema(result: dict, out: Path, case: dict, models: set[str], have: set[str]) -> None:
-    assert set(result) == {"models", "localization", "crops", "heatmaps", "overlays", "model", "timings_s", "disclaimer"}
+    assert set(result) == {"models", "localization", "crops", "heatmaps", "overlays", "heatmap_info", "model", "timings_s",
+                           "disclaimer"}
     assert set(result["models"]) == models
     for entry in result["models"].values():
         assert set(entry) == SCHEMA_MODEL_KEYS
@@ -116,6 +117,11 @@ def _check_schema(result: dict, out: Path, case: dict, models: set[str], have: s
                 assert array.dtype == np.float32 and array.shape == shapes[key]  # original image / axial slice
                 assert array.min() >= 0 and array.max() <= 1
             assert np.load(out / maps["attention"]).max() > 0  # non-zero inside the crop
+            info = result["heatmap_info"][model][key]
+            decision = result["models"][model]["decision"]
+            assert info["gradcam"]["explains"] == decision and info["attention"]["explains"] is None  # the predicted class
+            assert decision in info["gradcam"]["map"] and isinstance(info["gradcam"]["flat"], bool)
+            assert info["gradcam"]["hit_rate"] is None  # no pointing game saved in this bundle
     for name, entry in result["model"]["checkpoints"].items():
         assert entry["file"] == f"models/{name}/model.pt" and len(entry["sha256"]) == 64
         assert entry["backbone"] in ("cbam_resnet50", LITE0)

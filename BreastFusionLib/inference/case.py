@@ -59,6 +59,7 @@ class CaseResult:
     location: LesionLocation | None
     heatmaps: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
     crop_heatmaps: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    heatmap_class: dict[str, int] = field(default_factory=dict)  # per model, the class its Grad-CAM explains (1 malignant)
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -118,7 +119,7 @@ def predict_case(
     models: list[str] | None = None,
     heatmaps: bool = True,
     tta: bool = False,
-    class_index: int = MALIGNANT,
+    class_index: int | None = None,
 ) -> CaseResult:
     """Calibrated probability, threshold and decision of each model on one case, with crops and heat maps.
 
@@ -126,6 +127,7 @@ def predict_case(
     ``us_mask``. CT: ``ct`` (a ``CTVolume`` or a path) and the lesion as ``ct_point`` (RAS mm) or
     ``clock`` = (side, hour, distance_mm). ``models`` defaults to every loaded model the inputs allow.
     ``tta`` averages the logits over horizontal and vertical flips (the training augmentation).
+    Grad-CAM explains ``class_index`` (0 benign, 1 malignant), by default each model's decision.
     """
     timings: dict[str, float] = {}
     notes: list[str] = list(bundle.notes)
@@ -170,6 +172,7 @@ def predict_case(
     results: dict[str, ModelResult] = {}
     maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     crop_maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    explained: dict[str, int] = {}
     for name in _models_to_run(bundle, models, set(crops)):
         model = bundle.models[name]
         with _Timer(timings, f"preprocess_{name}"):
@@ -202,7 +205,8 @@ def predict_case(
         with _Timer(timings, f"heatmaps_{name}"):
             if model.gradcam is None:
                 model.gradcam = GradCAMMaps(model.network, name, model.backbone)  # built once per loaded model
-            gradcam = model.gradcam(image, present, class_index)
+            explained[name] = class_index if class_index is not None else int(results[name].decision == "malignant")
+            gradcam = model.gradcam(image, present, explained[name])
             for branch in present:
                 crop = crops[branch]
                 pair = {"attention": to_crop(attention[branch][0, 0].cpu(), DEFAULT_OUT_SIZE),
@@ -210,4 +214,4 @@ def predict_case(
                 crop_maps.setdefault(name, {})[branch] = pair
                 maps.setdefault(name, {})[branch] = {kind: to_image(pair[kind], crop.box, images[branch].shape[:2])
                                                      for kind in HEATMAP_KINDS}
-    return CaseResult(results, crops, images, location, maps, crop_maps, timings, notes)
+    return CaseResult(results, crops, images, location, maps, crop_maps, explained, timings, notes)
