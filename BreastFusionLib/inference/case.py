@@ -25,7 +25,7 @@ from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import Bundle, LoadedModel
 from BreastFusionLib.inference.calibration import apply_temperature
-from BreastFusionLib.inference.heatmaps import BRANCHES, MALIGNANT, GradCAMMaps, record_attention, to_crop, to_image
+from BreastFusionLib.inference.heatmaps import BRANCHES, MALIGNANT, crop_heatmaps, model_heatmaps, to_image
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.points import LesionLocation, locate_lesion
 from BreastFusionLib.transforms import inference_transforms, modality_keys
@@ -185,14 +185,8 @@ def predict_case(
                     notes.append(f"the {branch} crop is entirely black after windowing: the fusion model treats it as missing")
             present = [b for b in present if channels[b].any()]
         missing = next((b for b in BRANCHES[name] if b not in present), None) if name == "fusion" else None
-        hooks_ok = heatmaps and not model.torchscript
         with _Timer(timings, f"forward_{name}"):
-            if hooks_ok:
-                with record_attention(model.network, name) as attention:
-                    logits = _logits(model, image, False)
-                logits = _logits(model, image, True) if tta else logits
-            else:
-                logits = _logits(model, image, tta)
+            logits = _logits(model, image, tta)
         raw = float(torch.softmax(logits.float(), dim=0)[MALIGNANT])
         probability = apply_temperature(raw, model.temperature)
         threshold = apply_temperature(model.threshold, model.temperature)
@@ -200,18 +194,11 @@ def predict_case(
                                     missing, raw, model.threshold, model.temperature)
         if heatmaps and model.torchscript:
             notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
-        if not hooks_ok:
+        if not heatmaps or model.torchscript:
             continue
         with _Timer(timings, f"heatmaps_{name}"):
-            if model.gradcam is None:
-                model.gradcam = GradCAMMaps(model.network, name, model.backbone)  # built once per loaded model
             explained[name] = class_index if class_index is not None else int(results[name].decision == "malignant")
-            gradcam = model.gradcam(image, present, explained[name])
-            for branch in present:
-                crop = crops[branch]
-                pair = {"attention": to_crop(attention[branch][0, 0].cpu(), DEFAULT_OUT_SIZE),
-                        "gradcam": to_crop(gradcam[branch][0, 0].cpu(), DEFAULT_OUT_SIZE)}
-                crop_maps.setdefault(name, {})[branch] = pair
-                maps.setdefault(name, {})[branch] = {kind: to_image(pair[kind], crop.box, images[branch].shape[:2])
-                                                     for kind in HEATMAP_KINDS}
+            crop_maps[name] = crop_heatmaps(model_heatmaps(model)(image, present, explained[name]), DEFAULT_OUT_SIZE)
+            maps[name] = {branch: {kind: to_image(heat, crops[branch].box, images[branch].shape[:2])
+                                   for kind, heat in kinds.items()} for branch, kinds in crop_maps[name].items()}
     return CaseResult(results, crops, images, location, maps, crop_maps, explained, timings, notes)

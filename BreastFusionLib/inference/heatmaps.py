@@ -29,6 +29,7 @@ from scipy import ndimage
 from torch import nn
 
 from BreastFusionLib.crop import CropBox
+from BreastFusionLib.errors import UserInputError
 
 # For each model: crop key (branch) -> the attribute holding that branch's backbone.
 BRANCHES = {"us": {"us": "backbone"}, "ct": {"ct": "backbone"}, "fusion": {"us": "us_branch", "ct": "ct_branch"}}
@@ -65,23 +66,28 @@ def record_attention(network: nn.Module, modality: str):
             handle.remove()
 
 
-class GradCAMMaps:
-    """Grad-CAM of every branch of one network, from one forward and one backward pass.
+class HeatMaps:
+    """Attention and Grad-CAM of every branch of one network, from one forward and one backward pass.
 
     MONAI registers its hooks for good (they cannot be removed, and a module with backward hooks
-    cannot be traced or scripted), so they go on a private copy of the network, made once.
+    cannot be traced or scripted), so they go on a private copy of the network, made once; the
+    attention is read from that copy's forward pass.
     """
 
     def __init__(self, network: nn.Module, modality: str, backbone: str, layer: str | None = None) -> None:
-        """``layer``: the target inside each branch's backbone (default ``TARGET_LAYERS[backbone]``)."""
-        self.branches = list(BRANCHES[modality])
-        layers = [f"{BRANCHES[modality][b]}.{layer or TARGET_LAYERS[backbone]}" for b in self.branches]
+        """``layer``: the Grad-CAM target inside each branch's backbone (default ``TARGET_LAYERS[backbone]``)."""
+        self.modality, self.branches = modality, list(BRANCHES[modality])
+        self.layer = layer or TARGET_LAYERS[backbone]
+        for branch in self.branches:
+            if self.layer not in dict(getattr(network, BRANCHES[modality][branch]).named_modules()):
+                raise UserInputError(f"Grad-CAM layer {self.layer!r} is not a module of the {backbone} branches")
+        layers = [f"{BRANCHES[modality][b]}.{self.layer}" for b in self.branches]
         self.hooked = ModelWithHooks(copy.deepcopy(network).eval(), layers, register_forward=True, register_backward=True)
 
-    def __call__(self, image: torch.Tensor, branches: list[str], class_index: int = MALIGNANT) -> dict[str, torch.Tensor]:
-        """Maps (B, 1, H, W) at the input size for ``branches``, each in [0, 1]."""
+    def __call__(self, image: torch.Tensor, branches: list[str], class_index: int = MALIGNANT) -> dict[str, dict[str, torch.Tensor]]:
+        """``{branch: {"attention": (B, 1, h, w) at feature size, "gradcam": (B, 1, H, W) at the input size in [0, 1]}}``."""
         image = image.detach().clone().requires_grad_(True)  # the graph reaches the target even with frozen weights
-        with torch.enable_grad():
+        with record_attention(self.hooked.model, self.modality) as attention, torch.enable_grad():
             _, activations, gradients = self.hooked(image, class_idx=class_index)
         upsample = default_upsampler(image.shape[2:])
         maps = {}
@@ -89,8 +95,21 @@ class GradCAMMaps:
             index = self.branches.index(branch)
             weights = gradients[index].mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
             cam = F.relu((weights * activations[index]).sum(1, keepdim=True))
-            maps[branch] = min_max(upsample(cam)).detach()
+            maps[branch] = {"attention": attention[branch], "gradcam": min_max(upsample(cam)).detach()}
         return maps
+
+
+def model_heatmaps(model, layer: str | None = None) -> HeatMaps:
+    """The ``HeatMaps`` of a loaded model (``bundle.LoadedModel``), built on first use (or again for another ``layer``)."""
+    if model.gradcam is None or (layer is not None and model.gradcam.layer != layer):
+        model.gradcam = HeatMaps(model.network, model.modality, model.backbone, layer)
+    return model.gradcam
+
+
+def crop_heatmaps(maps: dict[str, dict[str, torch.Tensor]], out_size: int) -> dict[str, dict[str, np.ndarray]]:
+    """``HeatMaps`` output (batch of one) upsampled to the out_size x out_size crop, per branch and kind."""
+    return {branch: {kind: to_crop(heat[0, 0].cpu(), out_size) for kind, heat in kinds.items()}
+            for branch, kinds in maps.items()}
 
 
 def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:
