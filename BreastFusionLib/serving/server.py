@@ -25,7 +25,7 @@ from BreastFusionLib.ct.volume import CTVolume, canonical
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import Bundle, load_bundle
 from BreastFusionLib.inference.case import model_input
-from BreastFusionLib.inference.heatmaps import BRANCHES, GradCAMMaps
+from BreastFusionLib.inference.heatmaps import BRANCHES, model_heatmaps
 from BreastFusionLib.networks import MODALITIES
 from BreastFusionLib.serving.module_inputs import read_module_inputs
 from BreastFusionLib.serving.protocol import CT_GEOMETRY_FILE, DONE, READY, event_line, progress_line
@@ -102,9 +102,7 @@ def warm_up(bundle: Bundle) -> None:
         with torch.no_grad():
             model.network(image)
         if not model.torchscript:
-            if model.gradcam is None:
-                model.gradcam = GradCAMMaps(model.network, name, model.backbone)
-            model.gradcam(image, list(BRANCHES[name]))
+            model_heatmaps(model)(image, list(BRANCHES[name]))
 
 
 class CaseServer:
