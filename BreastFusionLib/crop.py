@@ -5,6 +5,12 @@ either with a fixed lesion-to-crop ratio (``lesion_fraction``: the lesion's long
 the crop side; the same value for US and CT keeps the two modalities comparable), capped at the
 largest square the image holds, or as large as the image allows. It is shifted to stay inside the
 image and padded only where the image is too small for the lesion and its margin. Crops are resampled to ``out_size`` x ``out_size`` (300 in the paper).
+
+Off-centre crops (so that a network, and its heat maps, cannot rely on the lesion being in the middle):
+a *context crop* has the same centre and twice the side (``CropBox.scaled(2)``), so its central half is
+the ordinary crop and training can cut windows from it whose lesion is off-centre
+(``transforms.train_transforms(off_centre=...)``); ``displaced_box`` moves a crop by a random offset
+that keeps the lesion inside it (the pointing game's displaced-lesion test).
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ class CropBox:
         inside = (crop_rows >= -0.5) & (crop_rows <= out_size - 0.5) & (crop_cols >= -0.5) & (crop_cols <= out_size - 0.5)
         return crop_rows, crop_cols, inside
 
+    def scaled(self, factor: float) -> "CropBox":
+        """The square with the same centre and ``factor`` times the side (2: a context crop)."""
+        return CropBox(self.center_row, self.center_col, self.side_rows * factor, self.side_cols * factor)
+
 
 @dataclass
 class LesionCrop:
@@ -55,6 +65,7 @@ class LesionCrop:
     box: CropBox
     slice_index: int | None = None
     overlay_pixels: int = 0
+    context: np.ndarray | None = None  # the context crop (``box.scaled(2)``, twice the pixels), when asked for
 
 
 def _place(center: float, side: float, length: int) -> float:
@@ -97,6 +108,22 @@ def square_crop_box(
     center_row = _place((row0 + row1) / 2.0 - 0.5, side_rows, rows)
     center_col = _place((col0 + col1) / 2.0 - 0.5, side_cols, cols)
     return CropBox(center_row, center_col, side_rows, side_cols)
+
+
+def displaced_box(box: CropBox, lesion_box: tuple[float, float, float, float], rng: np.random.Generator) -> CropBox:
+    """``box`` moved by a random offset that keeps ``lesion_box`` (row0, col0, row1, col1) inside it.
+
+    Each axis's new centre is uniform over the centres whose square still holds the whole lesion
+    (padded, like every crop, where it leaves the image); the side is unchanged.
+    """
+    row0, col0, row1, col1 = (float(v) for v in lesion_box)
+    centres = []
+    for low, high, side in ((row0, row1, box.side_rows), (col0, col1, box.side_cols)):
+        first, last = high - 0.5 - side / 2.0, low - 0.5 + side / 2.0  # lesion edges at -0.5 .. +0.5 of its pixels
+        if first > last:
+            raise ValueError(f"lesion box {lesion_box} does not fit in a crop of side {side:.1f} pixels")
+        centres.append(float(rng.uniform(first, last)))
+    return CropBox(centres[0], centres[1], box.side_rows, box.side_cols)
 
 
 def extract_square_crop(

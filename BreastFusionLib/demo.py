@@ -73,7 +73,8 @@ def run_demo(out: Path, cases: int, seed: int, epochs: int | None, overrides: di
     write_manifest(rows, split_manifest)
 
     _step("3/5 lesion crops (US overlays removed; CT axial soft-tissue window)", started)
-    crops = prepare_cohort(str(split_manifest), str(out / "crops"))
+    off_centre = float((overrides or {}).get("off_centre", 0))  # off-centre training cuts windows from context crops
+    crops = prepare_cohort(str(split_manifest), str(out / "crops"), context=off_centre > 0)
 
     bundle_root, log = out / "bundle", out / "bundle.log"
     bundle_root.mkdir(exist_ok=True)

@@ -5,7 +5,10 @@ scaled to [0, 1], resized to the network's ``spatial_size`` and, for the fusion 
 channels (US first, then CT) into the single ``image`` tensor the networks take.
 
 Training adds the paper's augmentation (section 1.4): rotation, horizontal and vertical flips,
-random crop, and a random intensity ("channel") shift. Inference on in-memory crops uses
+random crop, and a random intensity ("channel") shift. Off-centre training (``off_centre`` > 0)
+reads each case's context crop (same centre, twice the side; ``cohort.prepare --context``) and cuts
+from it a crop-sized window moved by up to ``off_centre`` x the crop side along each axis, so the
+lesion is not always in the middle and the network (and its heat maps) must find it. Inference on in-memory crops uses
 ``inference_transforms``, which quantises to 8 bits exactly like the PNG files used in training
 and then runs the same ``preprocessing`` as training and evaluation.
 """
@@ -16,6 +19,7 @@ import math
 
 import numpy as np
 from monai.transforms import (
+    CenterSpatialCropd,
     Compose,
     ConcatItemsd,
     DeleteItemsd,
@@ -67,6 +71,21 @@ def preprocessing(modality: str, spatial_size: int) -> list:
     return [Resized(keys=keys, spatial_size=(spatial_size, spatial_size), mode="bilinear", anti_aliasing=True)]
 
 
+def off_centre_window(modality: str, spatial_size: int, off_centre: float) -> list:
+    """Context crops -> ``spatial_size`` windows moved by up to ``off_centre`` x the side, independently per modality.
+
+    The context crop is resized to twice ``spatial_size`` (the scale of the ordinary crop after
+    ``preprocessing``); its central part of (1 + 2 ``off_centre``) sides holds every allowed window.
+    """
+    if not 0 < off_centre <= 0.5:
+        raise ValueError(f"off_centre must be in (0, 0.5] (a fraction of the crop side), got {off_centre}")
+    keys = modality_keys(modality)
+    reach = int(round(spatial_size * (1 + 2 * off_centre)))
+    steps = [Resized(keys=keys, spatial_size=(2 * spatial_size, 2 * spatial_size), mode="bilinear", anti_aliasing=True),
+             CenterSpatialCropd(keys=keys, roi_size=(reach, reach))]
+    return steps + [RandSpatialCropd(keys=key, roi_size=(spatial_size, spatial_size), random_size=False) for key in keys]
+
+
 def augmentation(modality: str, spatial_size: int, crop_fraction: float = 0.9) -> list:
     """The paper's augmentation, applied independently to each modality's crop."""
     keys = modality_keys(modality)
@@ -81,10 +100,11 @@ def augmentation(modality: str, spatial_size: int, crop_fraction: float = 0.9) -
     ]
 
 
-def train_transforms(modality: str, spatial_size: int = 300) -> Compose:
-    """Crop files -> augmented ``image`` tensor (and ``label``) for training."""
+def train_transforms(modality: str, spatial_size: int = 300, off_centre: float = 0.0) -> Compose:
+    """Crop files (context crop files when ``off_centre`` > 0) -> augmented ``image`` tensor (and ``label``) for training."""
     keys = modality_keys(modality)
-    return Compose(_load(keys) + preprocessing(modality, spatial_size) + augmentation(modality, spatial_size) + _stack(keys))
+    resize = off_centre_window(modality, spatial_size, off_centre) if off_centre else preprocessing(modality, spatial_size)
+    return Compose(_load(keys) + resize + augmentation(modality, spatial_size) + _stack(keys))
 
 
 def eval_transforms(modality: str, spatial_size: int = 300) -> Compose:

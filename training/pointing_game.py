@@ -1,17 +1,20 @@
-"""Pointing game for the fusion model's heat maps on synthetic cases (where is the map's maximum?).
+"""Pointing game for the fusion model's heat maps on synthetic cases: do they peak on the lesion, more often than the crop centre?
 
-For each case the fusion model predicts from the US image (lesion crop from its mask) and the CT
-(crop at the true mass point); a heat map "hits" when its maximum lies inside the lesion: US, inside
-the lesion mask; CT, within the lesion radius (in mm, in the axial plane) of the mass point. Grad-CAM
-is computed for the case's true class (the usual pointing-game protocol). Beside this strict test,
-a second hit rate counts a maximum within ``--tolerance`` pixels of the lesion as a hit, measured in
-the 300x300 crop the model sees (the original pointing game of Zhang et al., ECCV 2016, allows
-15 px): it separates maps that peak on the lesion's edge from maps that peak elsewhere. The chance level is the
-lesion's share of the crop area (a map maximum placed at random inside the crop). Each hit rate comes
-with its Wilson 95% interval: with 50 cases, 78% means anything from about 65% to 87%. Any backbone
-``load_bundle`` detects (CBAM-ResNet-50 or CBAM-EfficientNet-Lite0) works.
+For each synthetic case (a cohort the demo did not train on: seed 11 by default) the fusion model
+sees the US crop (from the lesion mask) and the CT crop (around the true mass point), first
+**centred** as ``predict_case`` cuts them, then **displaced**: each square moved by a random offset
+that keeps the whole lesion inside it (``crop.displaced_box``), where the centre is no longer a good
+guess. The lesion in crop pixels: US, the mask mapped with the crop's box; CT, the pixels within the
+lesion radius (mm, axial plane) of the mass point. The maps are those ``predict_case`` shows (CBAM
+attention; Grad-CAM for the model's decision) and Grad-CAM for the true class; each is compared with
+the crop centre by the exact McNemar test, with Wilson 95% intervals and the tolerant (15 px) rate
+(``evaluation.pointing``). Any backbone ``load_bundle`` detects works.
 
-    python training/pointing_game.py --bundle out/demo/bundle [--cases 50] [--seed 11] [--tolerance 15]
+    python training/pointing_game.py --bundle out/demo_lite0/bundle [--cases 200] [--seed 11] [--tolerance 15]
+        [--gradcam-layer _blocks.10] [--json out.json] [--save-in-bundle]
+
+``--save-in-bundle`` writes the result into the bundle's ``runs/fusion/pointing_game.json``, where
+``breastfusion predict`` finds it and states the measured hit rate in result.json and report.html.
 """
 
 from __future__ import annotations
@@ -24,33 +27,42 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-from scipy.stats import binomtest
 
-from BreastFusionLib.crop import DEFAULT_OUT_SIZE
-from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import load_bundle
-from BreastFusionLib.inference.case import HEATMAP_KINDS, predict_case
-from BreastFusionLib.inference.heatmaps import TARGET_LAYERS, GradCAMMaps
 from BreastFusionLib.cohort.manifest import load_manifest
+from BreastFusionLib.crop import DEFAULT_OUT_SIZE, LesionCrop, displaced_box, extract_square_crop
+from BreastFusionLib.ct.crop import apply_window, ct_axial_crop
+from BreastFusionLib.ct.volume import CTVolume
+from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, bundle_record, markdown_rows, model_maps,
+                                                 us_crop_pair)
+from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.heatmaps import model_heatmaps
 from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 
-
-def _crop_distance(lesion: np.ndarray, box) -> np.ndarray:
-    """Distance of every image pixel to the lesion, in pixels of the model's crop (0 inside the lesion)."""
-    scale = (DEFAULT_OUT_SIZE / box.side_rows, DEFAULT_OUT_SIZE / box.side_cols)
-    return ndimage.distance_transform_edt(~lesion, sampling=scale)
+CROPS = ("centred", "displaced")
 
 
-def _argmax(heat: np.ndarray) -> tuple[int, int] | None:
-    """Row, col of the map's maximum; None for a map without any signal (all equal)."""
-    return None if heat.max() <= heat.min() else tuple(int(v) for v in np.unravel_index(np.argmax(heat), heat.shape))
+def _ct_lesion(volume: CTVolume, crop: LesionCrop, point: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Crop pixels of ``crop`` (axial slice ``crop.slice_index``) within ``radius_mm`` of ``point`` in the axial plane."""
+    grid = np.arange(DEFAULT_OUT_SIZE, dtype=float)
+    rows, cols = crop.box.to_image(*np.meshgrid(grid, grid, indexing="ij"), DEFAULT_OUT_SIZE)
+    ijk = np.stack([cols, rows, np.full_like(rows, crop.slice_index)], axis=-1)  # rows = j, cols = i of hu[k]
+    ras = volume.ijk_to_ras_points(ijk)
+    return np.hypot(ras[..., 0] - point[0], ras[..., 1] - point[1]) <= radius_mm
 
 
-def wilson_interval(hits: list[bool]) -> tuple[float, float]:
-    """Wilson score 95% interval of a hit rate."""
-    interval = binomtest(int(sum(hits)), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")
-    return interval.low, interval.high
+def ct_crop_pair(volume: CTVolume, point: np.ndarray, diameter_mm: float,
+                 rng: np.random.Generator) -> list[tuple[LesionCrop, np.ndarray]]:
+    """The centred CT crop (as ``predict_case`` cuts it) and a displaced one, each with its lesion in crop pixels."""
+    centred = ct_axial_crop(volume, point, lesion_diameter_mm=diameter_mm)
+    i, j, _ = volume.ras_to_ijk(np.asarray(point, dtype=float))  # the lesion's centre: row j, column i of hu[k]
+    half_rows, half_cols = diameter_mm / 2 / volume.spacing[1], diameter_mm / 2 / volume.spacing[0]
+    lesion_box = (j - half_rows + 0.5, i - half_cols + 0.5, j + half_rows + 0.5, i + half_cols + 0.5)
+    box = displaced_box(centred.box, lesion_box, rng)
+    windowed = apply_window(volume.hu[centred.slice_index])
+    displaced = LesionCrop(np.clip(extract_square_crop(windowed, box, DEFAULT_OUT_SIZE), 0.0, 1.0).astype(np.float32),
+                           box, slice_index=centred.slice_index)
+    return [(crop, _ct_lesion(volume, crop, point, diameter_mm / 2)) for crop in (centred, displaced)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,71 +76,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradcam-layer", help="Grad-CAM target inside each branch's backbone instead of the "
                         "default (heatmaps.TARGET_LAYERS), e.g. _blocks.10 for Lite0's 1/16 stage")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--save-in-bundle", action="store_true", help="write runs/fusion/pointing_game.json into the bundle")
     args = parser.parse_args(argv)
     if args.tolerance < 0:
         parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
     try:
         bundle = load_bundle(args.bundle, ["fusion"], spatial_size=args.spatial_size)
+        fusion = bundle.models["fusion"]
+        layer = model_heatmaps(fusion, args.gradcam_layer).layer
     except UserInputError as error:
         parser.error(str(error))
-    fusion = bundle.models["fusion"]
-    if args.gradcam_layer:
-        layers = dict(fusion.network.us_branch.named_modules())
-        if args.gradcam_layer not in layers:
-            parser.error(f"--gradcam-layer {args.gradcam_layer!r} is not a module of the {fusion.backbone} branches")
-        fusion.gradcam = GradCAMMaps(fusion.network, "fusion", fusion.backbone, layer=args.gradcam_layer)
-    hits = {(b, k): [] for b in ("us", "ct") for k in HEATMAP_KINDS}
-    near = {(b, k): [] for b in ("us", "ct") for k in HEATMAP_KINDS}
-    chance = {"us": [], "ct": []}
-    flat = {(b, k): 0 for b in ("us", "ct") for k in HEATMAP_KINDS}
+    rng = np.random.default_rng(args.seed)
+    games = {(crops, branch): PointingGame(args.tolerance) for crops in CROPS for branch in ("us", "ct")}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         rows = load_manifest(generate_cohort(folder, cases=args.cases, seed=args.seed, workers=1))
         for row in rows:
             image, mask, volume, point = read_case(row)
-            radius = row["lesion_diameter_mm"] / 2.0
-            label = row["label"]
-            result = predict_case(bundle, us_image=image, us_mask=mask, ct=volume, ct_point=point,
-                                  models=["fusion"], class_index=label)
-            k = result.crops["ct"].slice_index
-            rows_ct, cols_ct = np.mgrid[0 : volume.hu.shape[1], 0 : volume.hu.shape[2]]
-            ijk = np.stack([cols_ct, rows_ct, np.full_like(rows_ct, k)], axis=-1)
-            ras = volume.ijk_to_ras_points(ijk)
-            inside_ct = np.hypot(ras[..., 0] - point[0], ras[..., 1] - point[1]) <= radius
-            lesion = {"us": mask, "ct": inside_ct}
-            for branch in ("us", "ct"):
-                box = result.crops[branch].box
-                *_, region = box.image_pixels_in_crop(lesion[branch].shape, DEFAULT_OUT_SIZE)
-                chance[branch].append(float((lesion[branch] & region).sum() / region.sum()))
-                distance = _crop_distance(lesion[branch], box)
-                for kind in HEATMAP_KINDS:
-                    peak = _argmax(result.heatmaps["fusion"][branch][kind])
-                    flat[(branch, kind)] += peak is None
-                    hits[(branch, kind)].append(bool(peak is not None and lesion[branch][peak]))
-                    near[(branch, kind)].append(bool(peak is not None and distance[peak] <= args.tolerance))
+            pairs = {"us": us_crop_pair(image, mask, rng), "ct": ct_crop_pair(volume, point, row["lesion_diameter_mm"], rng)}
+            for index, crops in enumerate(CROPS):
+                maps = model_maps(fusion, "fusion", {b: pairs[b][index][0] for b in pairs}, row["label"])
+                for branch in pairs:
+                    games[(crops, branch)].add_case(pairs[branch][index][1], maps[branch])
+    summaries = {crops: {branch: games[(crops, branch)].summary() for branch in ("us", "ct")} for crops in CROPS}
     report = {
         "date": time.strftime("%Y-%m-%d"), "cases": len(rows), "seed": args.seed,
-        "backbone": fusion.backbone, "gradcam_layer": args.gradcam_layer or TARGET_LAYERS[fusion.backbone],
-        "spatial_size": fusion.spatial_size, "seconds": round(time.perf_counter() - start, 1),
-        "hit_rate": {f"{b}_{k}": round(float(np.mean(v)), 3) for (b, k), v in hits.items()},
-        "hit_rate_ci95": {f"{b}_{k}": [round(v, 3) for v in wilson_interval(h)] for (b, k), h in hits.items()},
-        "tolerance_crop_px": args.tolerance,
-        "hit_rate_within_tolerance": {f"{b}_{k}": round(float(np.mean(v)), 3) for (b, k), v in near.items()},
-        "flat_maps": {f"{b}_{k}": n for (b, k), n in flat.items()},
-        "chance": {b: round(float(np.mean(v)), 3) for b, v in chance.items()},
+        "data": f"synthetic cohort (seed {args.seed}), {len(rows)} cases, fusion model", "backbone": fusion.backbone,
+        "gradcam_layer": layer, "spatial_size": fusion.spatial_size, "seconds": round(time.perf_counter() - start, 1),
+        "crops": summaries,
     }
-    print(f"pointing game, fusion model ({report['backbone']}, Grad-CAM on {report['gradcam_layer']}), {len(rows)} synthetic cases (seed {args.seed}), "
-          f"input {report['spatial_size']}x{report['spatial_size']}")
-    for branch in ("us", "ct"):
-        for kind in HEATMAP_KINDS:
-            key = f"{branch}_{kind}"
-            low, high = report["hit_rate_ci95"][key]
-            print(f"  {branch} {kind:<9}: hit rate {report['hit_rate'][key]:.2f} [95% CI {low:.2f}, {high:.2f}], "
-                  f"within {args.tolerance:g} px {report['hit_rate_within_tolerance'][key]:.2f} "
-                  f"(flat maps: {report['flat_maps'][key]}), "
-                  f"chance {report['chance'][branch]:.2f}")
+    print(f"pointing game, fusion model ({fusion.backbone}, Grad-CAM on {layer}), {len(rows)} synthetic cases "
+          f"(seed {args.seed}), input {fusion.spatial_size}x{fusion.spatial_size}")
+    print("\n".join(TABLE_HEADER + [line for crops in CROPS for branch in ("us", "ct")
+                                    for line in markdown_rows(summaries[crops][branch], f"{crops}, {branch.upper()}")]))
+    print("chance (lesion area / crop area): " + ", ".join(
+        f"{crops} {branch.upper()} {summaries[crops][branch]['chance']:.2f}" for crops in CROPS for branch in ("us", "ct")))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    if args.save_in_bundle:
+        (bundle.root / "runs" / "fusion" / "pointing_game.json").write_text(
+            json.dumps(bundle_record(report["data"], summaries), indent=2))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Import BUSI (Al-Dhabyani et al. 2020) for US-only training: a manifest, lesion masks, folds and crops.
 
     python training/prepare_busi.py ../shared/data/BUSI OUT [--folds 5] [--seed 0] [--keep-overlays]
-        [--lesion-fraction 0.5 | --lesion-fraction none]
+        [--lesion-fraction 0.5 | --lesion-fraction none] [--context]
 
 - ``normal`` images have no lesion and are left out (counted in the report);
 - multi-mask files (``(N)_mask.png``, ``_mask_1``, ``_mask_2``) are OR-ed into one mask per image;
@@ -14,7 +14,9 @@
 - duplicate-aware, label-stratified folds (``--folds``), then the 300x300 lesion crops with
   overlays removed (``--keep-overlays`` skips removal, for the shortcut check) into ``OUT/crops``;
   ``--lesion-fraction none`` crops the largest square the image holds around the lesion instead of
-  scaling the crop to the lesion (a crop scale that does not encode lesion size, for the shortcut check).
+  scaling the crop to the lesion (a crop scale that does not encode lesion size, for the shortcut check);
+  ``--context`` also writes each crop's context crop (twice the side; column ``us_context``) for
+  off-centre training (``bench_busi.py`` option ``lite0_last_stage_off_centre``).
 
 Writes ``OUT/raw_manifest.csv`` (original images and OR-ed masks), ``OUT/manifest.csv`` (the crops,
 which the bundle trains on) and ``OUT/import_report.json``.
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-overlays", action="store_true", help="do not remove burned-in overlays")
     parser.add_argument("--size", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--context", action="store_true", help="also write context crops (for off-centre training)")
     parser.add_argument("--lesion-fraction", type=_lesion_fraction, default=DEFAULT_LESION_FRACTION,
                         help="lesion side / crop side (default %(default)s), or 'none': the largest square in the image")
     args = parser.parse_args(argv)
@@ -143,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         cases = assign_folds(cases, args.folds, args.seed)
         raw = write_manifest(cases, args.out / "raw_manifest.csv")
         crops = prepare_cohort(str(raw), str(args.out), size=args.size, lesion_fraction=args.lesion_fraction,
-                               workers=args.workers, clean_overlays=not args.keep_overlays)
+                               workers=args.workers, clean_overlays=not args.keep_overlays, context=args.context)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     report.update({"folds": args.folds, "seed": args.seed, "overlays_removed": not args.keep_overlays,
-                   "lesion_fraction": args.lesion_fraction,
+                   "lesion_fraction": args.lesion_fraction, "context_crops": args.context,
                    "seconds": round(time.perf_counter() - started, 1)})
     (args.out / "import_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -5,6 +5,8 @@ cross-validation, from its ``fold`` column: with ``fold=k`` the test part is fol
 fold (k + 1) mod K and training is every other fold, so threshold and checkpoint selection never
 see the test fold. With ``val_fold=k`` instead, fold k validates and every other fold trains, with
 no test part: the final model of a cross-validated recipe, to be tested on an external set.
+Off-centre training reads the context crops (``us_context`` / ``ct_context``) instead of the crops
+(``context=True``).
 
 ``manifest`` may be one CSV path or a list of them (datasets combined): each manifest's relative
 paths resolve from its own folder, and case ids must be unique across them.
@@ -22,6 +24,7 @@ from BreastFusionLib.transforms import LABEL_KEY, modality_keys
 
 PARTS = ("train", "val", "test")
 _SOURCE_COLUMN = {"us": "us_image", "ct": "ct_image"}
+_CONTEXT_COLUMN = {"us": "us_context", "ct": "ct_context"}
 
 
 def default_bundle_root() -> str:
@@ -79,11 +82,12 @@ def _partition(cases: list[dict], fold: int | None, val_fold: int | None, source
 
 
 def load_datalist(manifest: str | list[str] | tuple[str, ...], modality: str, part: str | None,
-                  fold: int | None = None, val_fold: int | None = None) -> list[dict]:
+                  fold: int | None = None, val_fold: int | None = None, context: bool = False) -> list[dict]:
     """Cases of one ``part`` ("train", "val" or "test"; ``None`` = every case) with the crops ``modality`` needs.
 
     Each item: ``case_id``, ``label`` (0 benign, 1 malignant) and one path per crop key
-    (``us``, ``ct``). A case lacking a crop the model needs is an error, not silently dropped.
+    (``us``, ``ct``): the crop, or with ``context`` its context crop. A case lacking a crop the model
+    needs is an error, not silently dropped.
     With ``val_fold`` the test part is empty by design (``[]``, not an error).
     """
     if part is not None and part not in PARTS:
@@ -99,10 +103,12 @@ def load_datalist(manifest: str | list[str] | tuple[str, ...], modality: str, pa
             continue
         item = {"case_id": case["case_id"], LABEL_KEY: int(case["label"])}
         for key in modality_keys(modality):
-            path = case.get(_SOURCE_COLUMN[key])
+            column = (_CONTEXT_COLUMN if context else _SOURCE_COLUMN)[key]
+            path = case.get(column)
             if not path:
-                raise UserInputError(f"{case['manifest_file']}: case {case['case_id']} has no {_SOURCE_COLUMN[key]} "
-                                     f"for the {modality} model")
+                hint = " (off-centre training needs context crops: prepare the cohort with --context)" if context else ""
+                raise UserInputError(f"{case['manifest_file']}: case {case['case_id']} has no {column} "
+                                     f"for the {modality} model{hint}")
             item[key] = path
         items.append(item)
     if not items:

@@ -25,7 +25,7 @@ from BreastFusionLib.localization.parsing import format_clock, parse_clock, pars
 REQUIRED = ("case_id", "patient_id", "label")
 LABELS = {"benign": 0, "malignant": 1}
 SPLITS = ("train", "val", "test")
-IMAGE_COLUMNS = ("us_image", "us_mask", "ct_image")
+IMAGE_COLUMNS = ("us_image", "us_mask", "ct_image", "us_context", "ct_context")  # *_context: prepared context crops
 MAX_REPORTED = 50
 
 

@@ -9,7 +9,11 @@ that manifest; the inference API calls the same two crop functions on raw inputs
 When a CT case gives side + clock + distance instead of a point, the nipple is found and the mass
 point proposed automatically (``localization.mass``); check such crops by eye.
 
-Command line: ``python -m BreastFusionLib.cohort.prepare MANIFEST OUT [--size 300] [--workers 2] [--keep-overlays]``.
+With ``context=True`` (``--context``) each crop also gets its context crop (same centre, twice the
+side, twice the pixels; columns ``us_context`` / ``ct_context``), from which off-centre training
+(``off_centre`` in the bundle) cuts windows whose lesion is not in the middle.
+
+Command line: ``python -m BreastFusionLib.cohort.prepare MANIFEST OUT [--size 300] [--workers 2] [--keep-overlays] [--context]``.
 """
 
 from __future__ import annotations
@@ -54,21 +58,26 @@ def ct_lesion_point(case: dict, volume) -> np.ndarray:
 
 
 def prepare_case(case: dict, out_dir: Path, size: int = DEFAULT_OUT_SIZE,
-                 lesion_fraction: float = DEFAULT_LESION_FRACTION, clean_overlays: bool = True) -> dict:
-    """Write the crops of one validated manifest case; return its crops-manifest row."""
+                 lesion_fraction: float = DEFAULT_LESION_FRACTION, clean_overlays: bool = True,
+                 context: bool = False) -> dict:
+    """Write the crops (and, with ``context``, the context crops) of one validated manifest case; return its crops-manifest row."""
     row = {key: value for key, value in case.items() if key not in _RAW_COLUMNS}
     row["label"], row["prepared"] = case["label_name"], "crops"
     if case.get("us_image"):
         image = load_us_image(case["us_image"])
         mask = load_lesion_mask([case["us_mask"]], image.shape) if case.get("us_mask") else None
         crop = us_lesion_crop(image, mask=mask, box=case.get("us_box"), lesion_fraction=lesion_fraction,
-                              out_size=size, clean_overlays=clean_overlays)
+                              out_size=size, clean_overlays=clean_overlays, context=context)
         row["us_image"] = _save_png(crop.pixels, out_dir, f"{case['case_id']}_us.png")
+        if context:
+            row["us_context"] = _save_png(crop.context, out_dir, f"{case['case_id']}_us_context.png")
     if case.get("ct_image"):
         volume = load_ct(case["ct_image"])
         crop = ct_axial_crop(volume, ct_lesion_point(case, volume), lesion_diameter_mm=case.get("lesion_diameter_mm"),
-                             lesion_fraction=lesion_fraction, out_size=size)
+                             lesion_fraction=lesion_fraction, out_size=size, context=context)
         row["ct_image"] = _save_png(crop.pixels, out_dir, f"{case['case_id']}_ct.png")
+        if context:
+            row["ct_context"] = _save_png(crop.context, out_dir, f"{case['case_id']}_ct_context.png")
     return row
 
 
@@ -82,12 +91,12 @@ def _prepare_or_report(case: dict, **options) -> dict | str:
 
 def prepare_cohort(manifest: str, out_dir: str, size: int = DEFAULT_OUT_SIZE,
                    lesion_fraction: float = DEFAULT_LESION_FRACTION, workers: int = 2,
-                   clean_overlays: bool = True) -> Path:
+                   clean_overlays: bool = True, context: bool = False) -> Path:
     """Crop every case of ``manifest`` into ``out_dir``; return the path of the crops manifest."""
     cases = load_manifest(manifest)
     out = Path(out_dir)
     task = partial(_prepare_or_report, out_dir=out, size=size, lesion_fraction=lesion_fraction,
-                   clean_overlays=clean_overlays)
+                   clean_overlays=clean_overlays, context=context)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(task, cases, chunksize=8))
     problems = [row for row in rows if isinstance(row, str)]
@@ -107,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lesion-fraction", type=float, default=DEFAULT_LESION_FRACTION)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep-overlays", action="store_true", help="do not remove burned-in US overlays")
+    parser.add_argument("--context", action="store_true", help="also write context crops (for off-centre training)")
     args = parser.parse_args(argv)
     try:
         target = prepare_cohort(args.manifest, args.out, args.size, args.lesion_fraction, args.workers,
-                                clean_overlays=not args.keep_overlays)
+                                clean_overlays=not args.keep_overlays, context=args.context)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -38,8 +38,12 @@ def _plane_crop(plane: np.ndarray, center: tuple[float, float], spacing: tuple[f
 
 def ct_axial_crop(volume: CTVolume, point_ras: np.ndarray, lesion_diameter_mm: float | None = None,
                   lesion_fraction: float | None = DEFAULT_LESION_FRACTION, out_size: int = DEFAULT_OUT_SIZE,
-                  window: tuple[float, float] = SOFT_TISSUE_WINDOW, three_plane: bool = False) -> LesionCrop:
-    """Windowed square crop centred on ``point_ras`` (RAS mm) on its axial slice (or three planes)."""
+                  window: tuple[float, float] = SOFT_TISSUE_WINDOW, three_plane: bool = False,
+                  context: bool = False) -> LesionCrop:
+    """Windowed square crop centred on ``point_ras`` (RAS mm) on its axial slice (or three planes).
+
+    ``context``: also the axial context crop (same centre, twice the side and the pixels) for off-centre training.
+    """
     diameter = float(lesion_diameter_mm or DEFAULT_LESION_DIAMETER_MM)
     if diameter <= 0:
         raise UserInputError(f"lesion diameter must be > 0 mm, got {lesion_diameter_mm}")
@@ -61,4 +65,6 @@ def ct_axial_crop(volume: CTVolume, point_ras: np.ndarray, lesion_diameter_mm: f
         sagittal, _ = _plane_crop(apply_window(volume.hu[::-1, :, row_i], window), (superior_row, j), (sk, sj),
                                   diameter, lesion_fraction, out_size)
         pixels = np.stack([axial, coronal, sagittal], axis=-1)
-    return LesionCrop(pixels=np.clip(pixels, 0.0, 1.0).astype(np.float32), box=box, slice_index=slice_index)
+    wider = extract_square_crop(windowed, box.scaled(2), 2 * out_size, pad_value=0.0) if context else None
+    return LesionCrop(pixels=np.clip(pixels, 0.0, 1.0).astype(np.float32), box=box, slice_index=slice_index,
+                      context=None if wider is None else np.clip(wider, 0.0, 1.0).astype(np.float32))

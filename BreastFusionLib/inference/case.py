@@ -26,7 +26,7 @@ from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.bundle import Bundle, LoadedModel
 from BreastFusionLib.inference.calibration import apply_temperature
-from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, to_crop, to_image
+from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, crop_heatmaps, to_image
 from BreastFusionLib.inference.runtime import model_device, run_model
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.points import LesionLocation, locate_lesion
@@ -64,6 +64,7 @@ class CaseResult:
     location: LesionLocation | None
     heatmaps: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
     crop_heatmaps: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    heatmap_class: dict[str, int] = field(default_factory=dict)  # per model, the class its Grad-CAM explains (1 malignant)
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -124,19 +125,21 @@ def _heatmap_plan(heatmaps: bool | Collection[str], heatmap_models: Collection[s
 
 
 def _malignancy(model: LoadedModel, image: torch.Tensor, branches: list[str], kinds: tuple[str, ...], tta: bool,
-                class_index: int, precision: str) -> tuple[float, dict]:
-    """The network's malignancy probability (before calibration) and heat maps (``runtime.run_model``).
+                class_index: int | None, precision: str) -> tuple[float, dict, int | None]:
+    """The network's malignancy probability (before calibration), heat maps and the class they explain
+    (``runtime.run_model``).
 
     A reduced-precision answer within ``FP32_NEAR_THRESHOLD`` of the threshold (both before
-    calibration, which keeps their order) is recomputed in fp32; the heat maps are kept.
+    calibration, which keeps their order) is recomputed in fp32, heat maps included, so that the
+    maps explain the fp32 decision.
     """
-    logits, maps = run_model(model, image, branches, kinds, tta, class_index, precision)
+    logits, maps, explained = run_model(model, image, branches, kinds, tta, class_index, precision)
     raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
     near = abs(raw - model.threshold) < FP32_NEAR_THRESHOLD
     if near and autocast_dtype(model_device(model), precision, model.spatial_size) is not None:
-        logits, _ = run_model(model, image, branches, (), tta, class_index, "fp32")
+        logits, maps, explained = run_model(model, image, branches, kinds, tta, class_index, "fp32")
         raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
-    return raw, maps
+    return raw, maps, explained
 
 
 def predict_case(
@@ -151,7 +154,7 @@ def predict_case(
     models: list[str] | None = None,
     heatmaps: bool | Collection[str] = True,
     tta: bool = False,
-    class_index: int = MALIGNANT,
+    class_index: int | None = None,
     heatmap_models: Collection[str] | None = None,
     precision: str = "auto",
 ) -> CaseResult:
@@ -162,7 +165,8 @@ def predict_case(
     ``clock`` = (side, hour, distance_mm). ``models`` defaults to every loaded model the inputs allow.
     ``tta`` averages the logits over horizontal and vertical flips (the training augmentation).
     ``heatmaps``: True (attention and Grad-CAM), False, or the kinds wanted ("attention", "gradcam");
-    ``heatmap_models`` limits them to those models (default: every model run). ``precision``
+    ``heatmap_models`` limits them to those models (default: every model run). Grad-CAM explains
+    ``class_index`` (0 benign, 1 malignant), by default each model's decision. ``precision``
     "auto" runs bf16 autocast on a CPU with native bf16 for inputs of 128 px or more (fp32
     elsewhere; ``BreastFusionLib.precision``) and recomputes in fp32 an answer within
     ``FP32_NEAR_THRESHOLD`` of the threshold; "fp32" forces fp32.
@@ -210,6 +214,7 @@ def predict_case(
     results: dict[str, ModelResult] = {}
     maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     crop_maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    explained: dict[str, int] = {}
     names = _models_to_run(bundle, models, set(crops))
     plan = _heatmap_plan(heatmaps, heatmap_models, names)
     for name in names:
@@ -229,18 +234,17 @@ def predict_case(
             notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
             kinds = ()
         with _Timer(timings, f"forward_{name}"):  # with Grad-CAM: its backward pass to the last stage too
-            raw, network_maps = _malignancy(model, image, present, kinds, tta, class_index, precision)
+            raw, network_maps, explained_class = _malignancy(model, image, present, kinds, tta, class_index, precision)
         probability = apply_temperature(raw, model.temperature)
         threshold = apply_temperature(model.threshold, model.temperature)
         results[name] = ModelResult(probability, threshold, "malignant" if probability >= threshold else "benign",
                                     missing, raw, model.threshold, model.temperature)
         if not kinds:
             continue
+        if explained_class is not None:
+            explained[name] = explained_class
         with _Timer(timings, f"heatmaps_{name}"):
-            for branch in present:
-                crop = crops[branch]
-                in_crop = {kind: to_crop(network_maps[kind][branch][0, 0], DEFAULT_OUT_SIZE) for kind in kinds}
-                crop_maps.setdefault(name, {})[branch] = in_crop
-                maps.setdefault(name, {})[branch] = {kind: to_image(in_crop[kind], crop.box, images[branch].shape[:2])
-                                                     for kind in kinds}
-    return CaseResult(results, crops, images, location, maps, crop_maps, timings, notes)
+            crop_maps[name] = crop_heatmaps(network_maps, DEFAULT_OUT_SIZE)
+            maps[name] = {branch: {kind: to_image(heat, crops[branch].box, images[branch].shape[:2])
+                                   for kind, heat in branch_maps.items()} for branch, branch_maps in crop_maps[name].items()}
+    return CaseResult(results, crops, images, location, maps, crop_maps, explained, timings, notes)

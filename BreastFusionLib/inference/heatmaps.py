@@ -3,8 +3,8 @@
 * Attention: the sigmoid output of the last-stage CBAM spatial gate (``attention_module().gate``),
   read with a forward hook during the ordinary forward pass. It is what the network itself weighted,
   independent of the class; values in (0, 1), shown as they are (not rescaled).
-* Grad-CAM on the last-stage map of each branch (``TARGET_LAYERS``), for a chosen class (malignant by
-  default): one forward pass (the same that gives the logits) and one backward pass that stops at
+* Grad-CAM on the last-stage map of each branch (``TARGET_LAYERS``), for a chosen class (in
+  ``predict_case``, the class the model decided): one forward pass (the same that gives the logits) and one backward pass that stops at
   the target layers give every branch's map, computed as ``monai.visualize.GradCAM`` does (a test
   pins the equality). MONAI's default ``postprocessing`` maps (min, max) to (1, 0), i.e. it flips
   the map so that the most important region looks least important; ``min_max`` below keeps
@@ -18,7 +18,8 @@ through the crop's ``CropBox``; pixels outside the crop are 0.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from scipy import ndimage
 from torch import nn
 
 from BreastFusionLib.crop import CropBox
+from BreastFusionLib.errors import UserInputError
 
 # For each model: crop key (branch) -> the attribute holding that branch's backbone.
 BRANCHES = {"us": {"us": "backbone"}, "ct": {"ct": "backbone"}, "fusion": {"us": "us_branch", "ct": "ct_branch"}}
@@ -65,55 +67,87 @@ def record_attention(network: nn.Module, modality: str):
             handle.remove()
 
 
-class GradCAMMaps:
-    """Grad-CAM of every branch of one network, from the forward pass that gives the logits.
+class HeatMaps:
+    """Attention and Grad-CAM of every branch of one network, from the forward pass that gives the logits.
 
-    During the call a forward hook makes each target layer's output the start of a new autograd
-    graph (a leaf that requires grad), so the backward pass runs only from the logits back to the
-    target layers (for the last stage: pooling and head), not through the whole network to the
-    input as with MONAI's ``GradCAM``; the gradients at the targets are the same. The hooks are
-    removed after each call: the network itself is used (no copy) and can still be scripted.
+    During a call, forward hooks read each branch's attention gate and make each Grad-CAM target's
+    output the start of a new autograd graph (a leaf that requires grad), so the backward pass runs
+    only from the logits back to the targets (for the last stage: pooling and head), not through
+    the whole network to the input as with MONAI's ``GradCAM``; the gradients at the targets are the
+    same. The hooks are removed after each call: the network itself is used (no copy) and can still
+    be scripted.
     """
 
     def __init__(self, network: nn.Module, modality: str, backbone: str, layer: str | None = None) -> None:
-        """``layer``: the target inside each branch's backbone (default ``TARGET_LAYERS[backbone]``)."""
-        self.network = network
+        """``layer``: the Grad-CAM target inside each branch's backbone (default ``TARGET_LAYERS[backbone]``)."""
+        self.network, self.modality = network, modality
         self.branches = list(BRANCHES[modality])
-        self.targets = [network.get_submodule(f"{BRANCHES[modality][b]}.{layer or TARGET_LAYERS[backbone]}")
-                        for b in self.branches]
+        self.layer = layer or TARGET_LAYERS[backbone]
+        for branch in self.branches:
+            if self.layer not in dict(getattr(network, BRANCHES[modality][branch]).named_modules()):
+                raise UserInputError(f"Grad-CAM layer {self.layer!r} is not a module of the {backbone} branches")
+        self.targets = [network.get_submodule(f"{BRANCHES[modality][b]}.{self.layer}") for b in self.branches]
 
-    def logits_and_maps(self, image: torch.Tensor, branches: list[str],
-                        class_index: int = MALIGNANT) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The logits (B, classes) of ``image`` and the maps (B, 1, H, W) at the input size for ``branches``, in [0, 1]."""
+    def logits_and_maps(self, image: torch.Tensor, branches: list[str], kinds: tuple[str, ...] = HEATMAP_KINDS,
+                        class_index: int | Callable[[torch.Tensor], int] = MALIGNANT,
+                        ) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]], int | None]:
+        """The logits (B, classes) of ``image``, ``{branch: {kind: map}}`` and the class Grad-CAM explained.
+
+        Attention maps are (B, 1, S/32, S/32) in (0, 1); Grad-CAM maps (B, 1, S, S) in [0, 1], for
+        ``class_index``, or for the class that ``class_index(logits)`` picks after the forward pass
+        (e.g. the model's decision). Without "gradcam" in ``kinds`` no gradient is computed and the
+        explained class is None.
+        """
         activations: dict[str, torch.Tensor] = {}
 
-        def hook(_module, _inputs, output, branch):
+        def start_graph(_module, _inputs, output, branch):
             activations[branch] = output.detach().requires_grad_(True)
             return activations[branch]
 
-        handles = [target.register_forward_hook(lambda m, i, o, b=branch: hook(m, i, o, b))
-                   for branch, target in zip(self.branches, self.targets)]
-        try:
-            with torch.enable_grad():
-                logits = self.network(image)
+        gradcam = "gradcam" in kinds
+        with ExitStack() as stack:
+            if gradcam:
+                for branch, target in zip(self.branches, self.targets):
+                    stack.callback(target.register_forward_hook(
+                        lambda m, i, o, b=branch: start_graph(m, i, o, b)).remove)
+            attention = stack.enter_context(record_attention(self.network, self.modality)) if "attention" in kinds else {}
+            stack.enter_context(torch.enable_grad() if gradcam else torch.no_grad())
+            logits = self.network(image)
+            explained = None
+            if gradcam:
+                explained = class_index(logits.detach()) if callable(class_index) else class_index
                 wanted = [activations[branch] for branch in branches]
-                gradients = torch.autograd.grad(logits[:, class_index].sum(), wanted, allow_unused=True) if wanted else []
-        finally:
-            for handle in handles:
-                handle.remove()
-        upsample = default_upsampler(image.shape[2:])
-        maps = {}
-        for branch, activation, gradient in zip(branches, wanted, gradients):
-            activation = activation.detach().float()
-            gradient = torch.zeros_like(activation) if gradient is None else gradient.float()
-            weights = gradient.mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
-            cam = F.relu((weights * activation).sum(1, keepdim=True))
-            maps[branch] = min_max(upsample(cam))
-        return logits.detach(), maps
+                gradients = torch.autograd.grad(logits[:, explained].sum(), wanted, allow_unused=True) if wanted else []
+        maps: dict[str, dict[str, torch.Tensor]] = {branch: {} for branch in branches}
+        for branch in branches:
+            if "attention" in kinds:
+                maps[branch]["attention"] = attention[branch]
+        if gradcam:
+            upsample = default_upsampler(image.shape[2:])
+            for branch, gradient in zip(branches, gradients):
+                activation = activations[branch].detach().float()
+                gradient = torch.zeros_like(activation) if gradient is None else gradient.float()
+                weights = gradient.mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
+                maps[branch]["gradcam"] = min_max(upsample(F.relu((weights * activation).sum(1, keepdim=True))))
+        return logits.detach(), maps, explained
 
-    def __call__(self, image: torch.Tensor, branches: list[str], class_index: int = MALIGNANT) -> dict[str, torch.Tensor]:
-        """Maps (B, 1, H, W) at the input size for ``branches``, each in [0, 1]."""
-        return self.logits_and_maps(image, branches, class_index)[1]
+    def __call__(self, image: torch.Tensor, branches: list[str],
+                 class_index: int = MALIGNANT) -> dict[str, dict[str, torch.Tensor]]:
+        """``{branch: {kind: map}}`` for ``branches``, Grad-CAM for ``class_index`` (``logits_and_maps``)."""
+        return self.logits_and_maps(image, branches, HEATMAP_KINDS, class_index)[1]
+
+
+def model_heatmaps(model, layer: str | None = None) -> HeatMaps:
+    """The ``HeatMaps`` of a loaded model (``bundle.LoadedModel``), built on first use (or again for another ``layer``)."""
+    if model.gradcam is None or (layer is not None and model.gradcam.layer != layer):
+        model.gradcam = HeatMaps(model.network, model.modality, model.backbone, layer)
+    return model.gradcam
+
+
+def crop_heatmaps(maps: dict[str, dict[str, torch.Tensor]], out_size: int) -> dict[str, dict[str, np.ndarray]]:
+    """``HeatMaps`` output (batch of one) upsampled to the out_size x out_size crop, per branch and kind."""
+    return {branch: {kind: to_crop(heat[0, 0].cpu(), out_size) for kind, heat in kinds.items()}
+            for branch, kinds in maps.items()}
 
 
 def to_crop(feature_map: torch.Tensor, out_size: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from BreastFusionLib.crop import CropBox
 from BreastFusionLib.display import display_stretch, save_grey_png, to_uint8
@@ -21,7 +21,17 @@ from BreastFusionLib.inference.report_html import write_report_html
 from BreastFusionLib.localization.parsing import format_clock
 
 DISCLAIMER = "Research use only. Not for clinical diagnosis."
-MIN_PANEL_ROWS = 256
+NAMES = {"us": "US", "ct": "CT"}
+CLASS_NAMES = ("benign", "malignant")
+CONTEXT_PX = 200  # the context view's longer side; map panels show the crop at its own pixels (300x300)
+TITLE_FONT_PX, TITLE_LINE_PX, GAP = 16, 20, 6
+POINTING_GAME_FILE = "pointing_game.json"  # written into runs/<model>/ by training/pointing_game*.py --save-in-bundle
+MAP_DESCRIPTIONS = {
+    "attention": "CBAM attention: the last spatial gate, where the network weighted its features for either class "
+                 "(stretched from its lowest to its highest value in the crop).",
+    "gradcam": "Grad-CAM for {explained}, the model's decision: where features raised the {explained} score "
+               "(last stage, scaled 0-1 in the crop).",
+}
 # matplotlib's "jet" colour map as its piecewise-linear (position, value) control points, so that
 # serving needs no plotting library (3D Slicer does not bundle matplotlib).
 JET = {"red": ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
@@ -43,38 +53,81 @@ def blend(grey: np.ndarray, heat: np.ndarray, strength: float = 0.5) -> np.ndarr
     return to_uint8(rgb)
 
 
-def _panel(rgb: np.ndarray, box: CropBox, title: str) -> Image.Image:
-    picture = Image.fromarray(rgb)
-    scale = max(1.0, MIN_PANEL_ROWS / rgb.shape[0])
-    if scale > 1:
-        picture = picture.resize((round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(picture)
+def _font(size: int) -> ImageFont.ImageFont:
+    """Pillow's built-in scalable font at ``size`` pixels (Pillow >= 10.1 with FreeType), else its small bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def _titled(picture: Image.Image, lines: list[str]) -> Image.Image:
+    """``picture`` under a white band holding ``lines`` of dark text (readable at the report's scale)."""
+    font = _font(TITLE_FONT_PX)
+    band = TITLE_LINE_PX * len(lines) + 6
+    framed = Image.new("RGB", (picture.width, picture.height + band), (255, 255, 255))
+    draw = ImageDraw.Draw(framed)
+    for index, line in enumerate(lines):
+        draw.text((3, 3 + index * TITLE_LINE_PX), line, fill=(20, 20, 20), font=font)
+    framed.paste(picture, (0, band))
+    return framed
+
+
+def context_panel(grey: np.ndarray, box: CropBox, title: str) -> Image.Image:
+    """The whole image, ``CONTEXT_PX`` on its longer side, with the crop square in yellow: where the maps come from."""
+    scale = CONTEXT_PX / max(grey.shape)
+    picture = Image.fromarray(to_uint8(grey)).convert("RGB").resize(
+        (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))), Image.Resampling.BILINEAR)
     top, left = (box.center_row - box.side_rows / 2 + 0.5) * scale, (box.center_col - box.side_cols / 2 + 0.5) * scale
-    draw.rectangle([left, top, left + box.side_cols * scale, top + box.side_rows * scale], outline=(255, 255, 0), width=2)
-    draw.rectangle([0, 0, 8 + 7 * len(title), 16], fill=(0, 0, 0))
-    draw.text((4, 2), title, fill=(255, 255, 255))
-    return picture
+    ImageDraw.Draw(picture).rectangle([left, top, left + box.side_cols * scale, top + box.side_rows * scale],
+                                      outline=(255, 255, 0), width=2)
+    return _titled(picture, [title, "yellow: the crop"])
+
+
+def map_panel(crop: np.ndarray, crop_map: np.ndarray, lines: list[str]) -> Image.Image:
+    """One heat map over its crop, at the crop's own pixels, under its title ``lines``."""
+    return _titled(Image.fromarray(blend(crop, crop_map)), lines)
+
+
+def map_lines(model: str, kind: str, crop_map: np.ndarray, explained: str | None) -> tuple[list[str], np.ndarray]:
+    """Title lines of one map panel, and the map as drawn (attention stretched over its range in the crop)."""
+    if kind == "attention":
+        shown, low, high = display_stretch(crop_map, crop_map)
+        return [f"{model} model: attention", f"gate {low:.2f}-{high:.2f}, stretched"], shown
+    title = f"{model} model: Grad-CAM"
+    if is_flat(crop_map):
+        return [title, f"flat: no evidence for {explained}"], crop_map
+    return [title, f"evidence for {explained}"], crop_map
 
 
 def overlay_image(result: CaseResult, key: str) -> Image.Image:
-    """Side by side: the image with the crop box, then each model's attention (stretched) and Grad-CAM for ``key``."""
-    grey, box = result.images[key], result.crops[key].box
-    panels = [_panel(np.repeat(to_uint8(grey)[..., None], 3, axis=2), box, f"{key.upper()} crop box")]
+    """For crop ``key``: a small context view (whole image, crop square), then one row per model of its maps over the crop."""
+    context = context_panel(result.images[key], result.crops[key].box, f"{NAMES[key]} image")
+    rows = []
     for model, branches in result.heatmaps.items():
         if key not in branches:
             continue
+        explained = CLASS_NAMES[result.heatmap_class[model]]
+        panels = []
         for kind in HEATMAP_KINDS:
-            heat, title = branches[key][kind], f"{model} model: {kind}"
-            if kind == "attention":
-                heat, low, high = display_stretch(heat, result.crop_heatmaps[model][key][kind])
-                title += f" {low:.2f}-{high:.2f}"
-            panels.append(_panel(blend(grey, heat), box, title))
-    canvas = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height), (255, 255, 255))
-    x = 0
-    for panel in panels:
-        canvas.paste(panel, (x, 0))
-        x += panel.width + 4
+            lines, shown = map_lines(model, kind, result.crop_heatmaps[model][key][kind], explained)
+            panels.append(map_panel(result.crops[key].pixels, shown, lines))
+        rows.append(panels)
+    heights = [max(p.height for p in row) for row in rows]
+    width = context.width + max((sum(GAP + p.width for p in row) for row in rows), default=0)
+    canvas = Image.new("RGB", (width, max(context.height, sum(heights) + GAP * (len(rows) - 1))), (255, 255, 255))
+    canvas.paste(context, (0, 0))
+    for index, row in enumerate(rows):
+        x, y = context.width, sum(heights[:index]) + GAP * index
+        for panel in row:
+            canvas.paste(panel, (x + GAP, y))
+            x += GAP + panel.width
     return canvas
+
+
+def is_flat(crop_map: np.ndarray) -> bool:
+    """A map without a maximum (all values equal inside the crop): for Grad-CAM, no evidence for the class it explains."""
+    return bool(np.ptp(crop_map) <= 1e-6)
 
 
 def _localization(result: CaseResult) -> dict | None:
@@ -89,6 +142,29 @@ def _localization(result: CaseResult) -> dict | None:
         "nipple_ras": None if location.nipple_ras is None else [round(float(v), 2) for v in location.nipple_ras],
         "ct_slice_index": int(result.crops["ct"].slice_index),
     }
+
+
+def measured_hit_rates(bundle: Bundle, model: str) -> dict | None:
+    """The pointing game of ``model`` saved in the bundle (``runs/<model>/pointing_game.json``), or None."""
+    path = bundle.root / "runs" / model / POINTING_GAME_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def heatmap_info(result: CaseResult, bundle: Bundle) -> dict:
+    """Per model, crop and kind: what the map shows, the class it explains, whether it is flat, its measured hit rate."""
+    info = {}
+    for model, branches in result.crop_heatmaps.items():
+        measured = measured_hit_rates(bundle, model)
+        explained = CLASS_NAMES[result.heatmap_class[model]]
+        for key, maps in branches.items():
+            for kind in HEATMAP_KINDS:
+                rates = (measured or {}).get("maps", {}).get(key, {}).get(kind)
+                info.setdefault(model, {}).setdefault(key, {})[kind] = {
+                    "map": MAP_DESCRIPTIONS[kind].format(explained=explained),
+                    "explains": None if kind == "attention" else explained,
+                    "flat": is_flat(maps[kind]),
+                    "hit_rate": None if rates is None else {"data": measured["data"], "crops": rates}}
+    return info
 
 
 def write_outputs(result: CaseResult, bundle: Bundle, out_dir: str | Path) -> dict:
@@ -116,6 +192,7 @@ def write_outputs(result: CaseResult, bundle: Bundle, out_dir: str | Path) -> di
         "crops": crops,
         "heatmaps": heatmaps,
         "overlays": overlays,
+        "heatmap_info": heatmap_info(result, bundle),
         "model": {"bundle_version": bundle.version,
                   "checkpoints": {name: {"file": bundle.models[name].checkpoint.relative_to(bundle.root).as_posix(),
                                          "sha256": bundle.models[name].sha256, "backbone": bundle.models[name].backbone}

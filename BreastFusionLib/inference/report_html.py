@@ -17,6 +17,26 @@ def _image(path: Path, alt: str, width: int | None = None) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}"{size}>'
 
 
+def _hit_rate(measured: dict | None) -> str:
+    if not measured:
+        return "not measured for this model"
+    parts = [f"{crops}: {row['hit_rate']:.0%} [{row['ci95'][0]:.0%}-{row['ci95'][1]:.0%}] (crop centre {row['centre']:.0%})"
+             for crops, row in measured["crops"].items()]
+    return f"{'; '.join(parts)}; {escape(measured['data'])}"
+
+
+def _map_table(info: dict, key: str) -> str:
+    """What each map of crop ``key`` shows, whether it is flat, and its measured pointing-game hit rate."""
+    rows = []
+    for model, branches in info.items():
+        for kind, entry in branches.get(key, {}).items():
+            flat = "<b>flat: no evidence for this class</b>" if entry["flat"] and entry["explains"] else ""
+            rows.append(f"<tr><td>{NAMES[model]}</td><td>{escape(entry['map'])} {flat}</td>"
+                        f"<td>{_hit_rate(entry['hit_rate'])}</td></tr>")
+    return ("<table><tr><th>Model</th><th>Map</th><th>Peak on the lesion (pointing game)</th></tr>"
+            + "".join(rows) + "</table>")
+
+
 def write_report_html(path: Path, record: dict, result, bundle, out: Path) -> None:
     """Write ``report.html`` from the result.json ``record`` and the image files already in ``out``."""
     rows = []
@@ -38,8 +58,8 @@ def write_report_html(path: Path, record: dict, result, bundle, out: Path) -> No
         where = "no CT given"
     crops = " ".join(f"<figure>{_image(out / file, key + ' crop', 240)}<figcaption>{NAMES[key]} crop</figcaption></figure>"
                      for key, file in record["crops"].items())
-    overlays = "".join(f"<h3>{NAMES[key]}: attention and Grad-CAM</h3>{_image(out / file, key + ' overlay')}"
-                       for key, file in record["overlays"].items())
+    overlays = "".join(f"<h3>{NAMES[key]}</h3>{_image(out / file, key + ' heat maps over the crop')}"
+                       f"{_map_table(record['heatmap_info'], key)}" for key, file in record["overlays"].items())
     checkpoints = "".join(f"<li>{name}: {ARCHITECTURES[c['backbone']]}, {escape(c['file'])}, "
                           f"sha256 {c['sha256'][:16]}…</li>" for name, c in record["model"]["checkpoints"].items())
     notes = "".join(f"<li>{escape(note)}</li>" for note in result.notes)
@@ -60,9 +80,9 @@ figure{{display:inline-block;margin:4px}}img{{max-width:100%}}</style></head><bo
 (Youden's J). Probabilities are temperature-scaled on the validation predictions; this does not change any decision.</p>
 <h2>Localization</h2><p>{where}</p>
 <h2>Crops</h2>{crops}
-<h2>Heat maps</h2><p>Attention: the last CBAM spatial gate of each branch (what the network weighted),
-stretched from its lowest to its highest value in the crop (the panel title gives that range; a narrow range
-means the network weighted the crop almost evenly). Grad-CAM: last stage, for the malignant class, scaled 0..1 with high = important. Yellow square: the crop.</p>{overlays}
+<h2>Heat maps</h2><p>Each map is drawn over the crop the model saw; the small view on the left shows the
+whole image with that crop in yellow. A map marks where the model found evidence; it is not a segmentation,
+and how often its peak falls on the lesion is measured (the "pointing game" below each set of maps).</p>{overlays}
 <h2>Model</h2><p>Bundle version {escape(str(record['model']['bundle_version']))}</p><ul>{checkpoints}</ul>
 {f'<h2>Notes</h2><ul>{notes}</ul>' if notes else ''}
 <p><small>Timings: {timings}</small></p>

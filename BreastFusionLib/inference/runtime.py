@@ -7,7 +7,7 @@
 * ``run_model``: logits (averaged over flips with TTA) and the requested heat maps under
   ``precision.autocast`` (bf16 on a CPU with native bf16 for inputs of 128 px or more, fp32
   elsewhere). Grad-CAM shares the forward pass that gives the logits, and its backward pass stops
-  at the target layers (``heatmaps.GradCAMMaps``); the CBAM attention is read by a hook during that
+  at the target layers (``heatmaps.HeatMaps``); the CBAM attention is read by a hook during that
   same pass.
 * ``warm_up``: oneDNN creates its kernels for each new input shape and precision on the first call
   (a forward and, for Grad-CAM, a backward pass); one call per model on a blank input, right after
@@ -19,12 +19,10 @@
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
-
 import torch
 
 from BreastFusionLib.inference.bundle import Bundle, LoadedModel
-from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, GradCAMMaps, record_attention
+from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, model_heatmaps
 from BreastFusionLib.precision import autocast
 from BreastFusionLib.transforms import modality_keys
 
@@ -43,36 +41,41 @@ def model_device(model: LoadedModel) -> torch.device:
 
 
 def run_model(model: LoadedModel, image: torch.Tensor, branches: list[str], kinds: tuple[str, ...] = HEATMAP_KINDS,
-              tta: bool = False, class_index: int = MALIGNANT,
-              precision: str = "auto") -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
-    """Logits (classes,) of ``image`` (1, C, S, S) and maps[kind][branch] for ``kinds`` and ``branches``.
+              tta: bool = False, class_index: int | None = MALIGNANT, precision: str = "auto",
+              ) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]], int | None]:
+    """Logits (classes,) of ``image`` (1, C, S, S), maps ``{branch: {kind: map}}`` and the class Grad-CAM explained.
 
     Attention maps are (1, 1, S/32, S/32) in (0, 1); Grad-CAM maps (1, 1, S, S) in [0, 1], for
-    ``class_index``; both float32, on the CPU. Maps come from the unflipped image; ``tta`` averages
-    the logits over it and its horizontal and vertical flips. No maps from a TorchScript model (it
-    has no hooks). On CUDA the same code runs (autocast bf16 or fp16); it is not tested here.
+    ``class_index``, or with None for the model's decision (malignant when the malignancy
+    probability, before calibration, reaches ``model.threshold``; with ``tta`` on the averaged
+    logits); both float32, on the CPU. Maps come from the unflipped image; ``tta`` averages the
+    logits over it and its horizontal and vertical flips. No maps from a TorchScript model (it has
+    no hooks). On CUDA the same code runs (autocast bf16 or fp16); it is not tested here.
     """
     kinds = () if model.torchscript else kinds
     prepare_network(model)
     device = model_device(model)
     image = image.to(device)
-    maps: dict[str, dict[str, torch.Tensor]] = {}
-    with ExitStack() as stack:
-        stack.enter_context(autocast(device, precision, image.shape[-1]))
-        if "attention" in kinds:
-            maps["attention"] = stack.enter_context(record_attention(model.network, model.modality))
-        if "gradcam" in kinds:
-            if model.gradcam is None:
-                model.gradcam = GradCAMMaps(model.network, model.modality, model.backbone)  # kept with the model
-            logits, maps["gradcam"] = model.gradcam.logits_and_maps(image, branches, class_index)
-        else:
-            with torch.no_grad():
-                logits = model.network(image)
+    with autocast(device, precision, image.shape[-1]):
+        flipped = []
         if tta:
             with torch.no_grad():
-                logits = torch.stack([logits, model.network(image.flip(-1)), model.network(image.flip(-2))]).mean(0)
-    maps = {kind: {branch: maps[kind][branch].float().cpu() for branch in branches} for kind in maps}
-    return logits[0].float(), maps
+                flipped = [model.network(image.flip(-1)), model.network(image.flip(-2))]
+
+        def combined(logits: torch.Tensor) -> torch.Tensor:
+            return torch.stack([logits, *flipped]).float().mean(0) if flipped else logits.float()
+
+        def decision(logits: torch.Tensor) -> int:
+            return int(float(torch.softmax(combined(logits)[0], dim=0)[MALIGNANT]) >= model.threshold)
+
+        if kinds:
+            logits, maps, explained = model_heatmaps(model).logits_and_maps(
+                image, branches, kinds, decision if class_index is None else class_index)
+        else:
+            with torch.no_grad():
+                logits, maps, explained = model.network(image), {}, None
+    maps = {branch: {kind: heat.float().cpu() for kind, heat in branch_maps.items()} for branch, branch_maps in maps.items()}
+    return combined(logits)[0], maps, explained
 
 
 def warm_up(bundle: Bundle, heatmaps: bool = True, precision: str = "auto") -> dict[str, float]:

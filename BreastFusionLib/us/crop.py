@@ -24,8 +24,11 @@ def box_from_xyxy(box: tuple[float, float, float, float], image_shape: tuple[int
 
 def us_lesion_crop(image: USImage, mask: np.ndarray | None = None, box: tuple | None = None,
                    lesion_fraction: float | None = DEFAULT_LESION_FRACTION, out_size: int = DEFAULT_OUT_SIZE,
-                   clean_overlays: bool = True) -> LesionCrop:
-    """Grey lesion crop of ``image`` located by ``mask`` (preferred) or ``box`` = (x0, y0, x1, y1) pixels."""
+                   clean_overlays: bool = True, context: bool = False) -> LesionCrop:
+    """Grey lesion crop of ``image`` located by ``mask`` (preferred) or ``box`` = (x0, y0, x1, y1) pixels.
+
+    ``context``: also the context crop (same centre, twice the side and the pixels) for off-centre training.
+    """
     if mask is not None:
         lesion_box = lesion_box_from_mask(mask)
     elif box is not None:
@@ -39,5 +42,9 @@ def us_lesion_crop(image: USImage, mask: np.ndarray | None = None, box: tuple | 
         grey, overlay_pixels = image.grey(), 0
     spacing = image.pixel_spacing_mm or (1.0, 1.0)
     crop_box = square_crop_box(lesion_box, image.shape, spacing, lesion_fraction=lesion_fraction)
-    pixels = np.clip(extract_square_crop(grey, crop_box, out_size, pad_value=0.0), 0.0, 1.0)
-    return LesionCrop(pixels=pixels.astype(np.float32), box=crop_box, overlay_pixels=overlay_pixels)
+
+    def crop(box, size: int) -> np.ndarray:
+        return np.clip(extract_square_crop(grey, box, size, pad_value=0.0), 0.0, 1.0).astype(np.float32)
+
+    return LesionCrop(pixels=crop(crop_box, out_size), box=crop_box, overlay_pixels=overlay_pixels,
+                      context=crop(crop_box.scaled(2), 2 * out_size) if context else None)

@@ -1,0 +1,110 @@
+"""Pointing game on real ultrasound (BUSI): do the US model's heat maps peak on the lesion, more often than the crop centre?
+
+Every BUSI case is scored by the cross-validation fold model that did not see it (``bench_busi.py cv
+--keep-models`` keeps ``OPTION/fold_k/models/us/model.pt``), on two crops: the **centred** crop (as
+prepared for training, and as ``predict_case`` cuts it from a mask) and a **displaced** crop (the same
+square moved by a random offset that keeps the whole lesion inside, ``crop.displaced_box``), where
+the crop centre is no longer a good guess. The lesion mask is mapped into each crop with the crop's
+own box. The maps are the ones ``predict_case`` shows (CBAM attention; Grad-CAM for the model's
+decision), plus Grad-CAM for the true class (the usual pointing-game rule). Each is compared with
+the centre of the crop by the exact McNemar test (``evaluation.pointing``).
+
+    python training/pointing_game_busi.py --dataset runs/bench_busi/data/removed \\
+        --models runs/bench_busi/overlays_removed/lite0_last_stage [--cases-per-fold 20] [--seed 0] \\
+        [--gradcam-layer _blocks.14] [--json out.json] [--save-in-bundle]
+
+``--save-in-bundle`` writes the result into every fold's ``runs/us/pointing_game.json``, where
+``breastfusion predict`` finds it and states the measured hit rate in result.json and report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from BreastFusionLib.crop import DEFAULT_LESION_FRACTION
+from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, bundle_record, markdown_rows,
+                                                 model_maps, us_crop_pair)
+from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.heatmaps import TARGET_LAYERS, model_heatmaps
+from BreastFusionLib.us.io import load_lesion_mask, load_us_image
+
+CROPS = ("centred", "displaced")
+
+
+def _fold_models(models: Path) -> dict[int, Path]:
+    folds = {int(p.parent.parent.parent.name.split("_")[1]): p.parent.parent.parent
+             for p in sorted(models.glob("fold_*/models/us/model.pt"))}
+    if not folds:
+        raise UserInputError(f"{models}: no fold_k/models/us/model.pt (run bench_busi.py cv --keep-models)")
+    return folds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, required=True, help="a folder written by training/prepare_busi.py")
+    parser.add_argument("--models", type=Path, required=True, help="bench_busi.py's OUT/TAG/OPTION folder (fold_k/ inside)")
+    parser.add_argument("--cases-per-fold", type=int, help="only the first N cases of each test fold (a quick check)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the displaced crops' offsets")
+    parser.add_argument("--tolerance", type=float, default=15.0, help="crop pixels (of 300) that also count as a hit")
+    parser.add_argument("--gradcam-layer", help="Grad-CAM target inside the backbone instead of heatmaps.TARGET_LAYERS")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--save-in-bundle", action="store_true", help="write runs/us/pointing_game.json into every fold")
+    args = parser.parse_args(argv)
+    if args.tolerance < 0:
+        parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
+    try:
+        folds = _fold_models(args.models)
+        with (args.dataset / "raw_manifest.csv").open(newline="") as handle:
+            raw = {row["case_id"]: row for row in csv.DictReader(handle)}
+        with (args.dataset / "manifest.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        lesion_fraction = json.loads((args.dataset / "import_report.json").read_text()).get("lesion_fraction",
+                                                                                              DEFAULT_LESION_FRACTION)
+    except (UserInputError, OSError) as error:
+        parser.error(str(error))
+    rng = np.random.default_rng(args.seed)
+    games = {crops: PointingGame(args.tolerance) for crops in CROPS}
+    started, backbone, spatial_size = time.perf_counter(), None, None
+    for fold, root in folds.items():
+        model = load_bundle(root, ["us"]).models["us"]
+        backbone, spatial_size = model.backbone, model.spatial_size
+        try:
+            model_heatmaps(model, args.gradcam_layer)
+        except UserInputError as error:
+            parser.error(str(error))
+        cases = [row for row in rows if int(row["fold"]) == fold][: args.cases_per_fold]
+        for row in cases:
+            case = raw[row["case_id"]]
+            image = load_us_image(case["us_image"])
+            mask = load_lesion_mask([case["us_mask"]], image.shape)
+            label = 1 if row["label"] == "malignant" else 0
+            for crops, (crop, lesion) in zip(CROPS, us_crop_pair(image, mask, rng, lesion_fraction)):
+                games[crops].add_case(lesion, model_maps(model, "us", {"us": crop}, label)["us"])
+        print(f"fold {fold}: {len(cases)} cases ({time.perf_counter() - started:.0f} s)", flush=True)
+    summaries = {crops: game.summary() for crops, game in games.items()}
+    report = {"date": time.strftime("%Y-%m-%d"), "data": f"BUSI, {summaries['centred']['cases']} cases, each scored by "
+              f"the cross-validation fold model that did not see it ({args.models.name})",
+              "backbone": backbone, "spatial_size": spatial_size,
+              "gradcam_layer": args.gradcam_layer or TARGET_LAYERS[backbone], "displaced_seed": args.seed,
+              "seconds": round(time.perf_counter() - started, 1), "crops": summaries}
+    print("\n".join(TABLE_HEADER + [line for crops, s in summaries.items() for line in markdown_rows(s, crops)]))
+    print("chance (lesion area / crop area): " + ", ".join(f"{c} {s['chance']:.2f}" for c, s in summaries.items()))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.save_in_bundle:
+        record = bundle_record(report["data"], {crops: {"us": summary} for crops, summary in summaries.items()})
+        for root in folds.values():
+            (root / "runs" / "us" / "pointing_game.json").write_text(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
