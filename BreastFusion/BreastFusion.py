@@ -211,7 +211,7 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                       (self.ui.massPlaceWidget, self.ui.massSelector)):
             placeWidget.connect("activeMarkupsPlaceModeChanged(bool)",
                                 lambda active, selector=selector: self._onPlacePoint(selector, active))
-        self.ui.heatMapKindComboBox.addItems(["attention", "gradcam"])
+        self.ui.heatMapKindComboBox.addItems(["gradcam", "attention"])
         for label in (self.ui.usCropLabel, self.ui.ctCropLabel):
             label.setFixedSize(150, 150)
             label.scaledContents = True
@@ -378,8 +378,9 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onShowHeatMap(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to show the heat map."), waitCursor=True):
             model, modality = self.ui.heatMapModelComboBox.currentText.split(" / ")
-            self.logic.showHeatMap(self._parameterNode, self._result, self._resultFolder, model, modality,
-                                   self.ui.heatMapKindComboBox.currentText)
+            kind = self.ui.heatMapKindComboBox.currentText
+            self.logic.showHeatMap(self._parameterNode, self._result, self._resultFolder, model, modality, kind)
+            self.ui.heatMapInfoLabel.text = self.logic.heatMapCaption(self._result, model, modality, kind)
 
     def onExportReport(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to export the report."), waitCursor=True):
@@ -424,6 +425,7 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for modality in sorted(modalities):
                 self.ui.heatMapModelComboBox.addItem(f"{model} / {modality}")
         self.ui.showHeatMapButton.enabled = self.ui.heatMapModelComboBox.count > 0
+        self.ui.heatMapInfoLabel.text = ""
         self.ui.exportReportButton.enabled = True
         self.ui.disclaimerLabel.text = result.get("disclaimer") or DISCLAIMER
         self.ui.statusLabel.text = _("Done. Probabilities are model outputs for research, not a diagnosis.")
@@ -834,6 +836,13 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
             if missing:
                 raise ValueError(_("result.json: model {name} lacks {keys}").format(name=name, keys=sorted(missing)))
         return result
+
+    @staticmethod
+    def heatMapCaption(result: Dict, model: str, modality: str, kind: str) -> str:
+        """What a shown heat map is, whether it is flat, and its measured hit rate (``result.json`` ``heatmap_info``)."""
+        from BreastFusionLib.display import heatmap_caption
+
+        return heatmap_caption(result.get("heatmap_info", {}).get(model, {}).get(modality, {}).get(kind))
 
     def showHeatMap(self, parameterNode: BreastFusionParameterNode, result: Dict, folder, model: str, modality: str,
                     kind: str = "attention", opacity: float = 0.5):

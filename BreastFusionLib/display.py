@@ -48,3 +48,28 @@ def heatmap_window(kind: str, image_map: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     _, low, high = display_stretch(inside, inside)
     return low, high if high > low else low + 1.0
+
+
+
+def hit_rate_text(measured: dict | None) -> str:
+    """How often maps of one kind peaked on the lesion in the pointing game saved with the bundle (per crop
+    set, with its 95% interval and the crop centre's rate), or that it was not measured."""
+    if not measured:
+        return "not measured for this model"
+    parts = [f"{crops}: {row['hit_rate']:.0%} [{row['ci95'][0]:.0%}-{row['ci95'][1]:.0%}] (crop centre {row['centre']:.0%})"
+             for crops, row in measured["crops"].items()]
+    return f"{'; '.join(parts)}; {measured['data']}"
+
+
+def heatmap_caption(info: dict | None) -> str:
+    """What the panel says under a heat map, from its ``result.json`` ``heatmap_info`` entry: what the map
+    is, "flat: no evidence for <class>" when it has no maximum, and its measured hit rate."""
+    if not info:
+        return "No description of this map in result.json (written by an older BreastFusion)."
+    lines = [info["map"]]
+    if info.get("flat") and info.get("explains"):
+        lines.append(f"Flat: no evidence for {info['explains']}.")
+    lines.append(f"Peak on the lesion (pointing game): {hit_rate_text(info.get('hit_rate'))}.")
+    if not info.get("hit_rate"):
+        lines.append("Do not read the peak as the lesion's position.")
+    return "\n".join(lines)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from BreastFusionLib import dependencies
 from BreastFusionLib.ct.io import load_ct
-from BreastFusionLib.display import display_stretch, heatmap_window
+from BreastFusionLib.display import display_stretch, heatmap_caption, heatmap_window
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.previews import crop_previews
 
@@ -96,3 +96,17 @@ def test_what_the_panel_imports_needs_no_torch():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"
+
+
+def test_heat_map_caption_says_what_the_map_is_when_it_is_flat_and_its_measured_hit_rate():
+    measured = {"data": "BUSI, 645 cases", "crops": {
+        "centred": {"hit_rate": 0.81, "ci95": [0.78, 0.84], "centre": 0.69},
+        "displaced": {"hit_rate": 0.8, "ci95": [0.77, 0.83], "centre": 0.2}}}
+    entry = {"map": "Grad-CAM for benign, the model's decision.", "explains": "benign", "flat": True, "hit_rate": measured}
+    lines = heatmap_caption(entry).splitlines()
+    assert lines == ["Grad-CAM for benign, the model's decision.", "Flat: no evidence for benign.",
+                     "Peak on the lesion (pointing game): centred: 81% [78%-84%] (crop centre 69%); "
+                     "displaced: 80% [77%-83%] (crop centre 20%); BUSI, 645 cases."]
+    unmeasured = heatmap_caption({"map": "CBAM attention.", "explains": None, "flat": True, "hit_rate": None})
+    assert "Flat" not in unmeasured and "not measured for this model" in unmeasured and "Do not read the peak" in unmeasured
+    assert "older BreastFusion" in heatmap_caption(None)

@@ -168,6 +168,8 @@ def test_runs_go_to_one_warm_worker_restarted_after_a_crash_and_cancel_stops_it(
     assert outcomes == [(True, "", False)] and progress[-1] == 100
     result = logic.readResult(out)
     assert set(result["models"]) == {"us", "ct", "fusion"} and (out / "ct_geometry.json").is_file()
+    caption = logic.heatMapCaption(result, "fusion", "us", "gradcam")  # what the panel writes under a shown map
+    assert "Grad-CAM for" in caption and "not measured for this model" in caption  # the tiny bundle has no pointing game
 
     first = logic.worker.process.pid
     outcomes.clear()

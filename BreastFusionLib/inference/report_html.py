@@ -6,6 +6,7 @@ import base64
 from html import escape
 from pathlib import Path
 
+from BreastFusionLib.display import hit_rate_text
 from BreastFusionLib.inference.bundle import ARCHITECTURES
 
 NAMES = {"us": "Ultrasound (US)", "ct": "Chest CT", "fusion": "US + CT fusion"}
@@ -17,14 +18,6 @@ def _image(path: Path, alt: str, width: int | None = None) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}"{size}>'
 
 
-def _hit_rate(measured: dict | None) -> str:
-    if not measured:
-        return "not measured for this model"
-    parts = [f"{crops}: {row['hit_rate']:.0%} [{row['ci95'][0]:.0%}-{row['ci95'][1]:.0%}] (crop centre {row['centre']:.0%})"
-             for crops, row in measured["crops"].items()]
-    return f"{'; '.join(parts)}; {escape(measured['data'])}"
-
-
 def _map_table(info: dict, key: str) -> str:
     """What each map of crop ``key`` shows, whether it is flat, and its measured pointing-game hit rate."""
     rows = []
@@ -32,7 +25,7 @@ def _map_table(info: dict, key: str) -> str:
         for kind, entry in branches.get(key, {}).items():
             flat = "<b>flat: no evidence for this class</b>" if entry["flat"] and entry["explains"] else ""
             rows.append(f"<tr><td>{NAMES[model]}</td><td>{escape(entry['map'])} {flat}</td>"
-                        f"<td>{_hit_rate(entry['hit_rate'])}</td></tr>")
+                        f"<td>{escape(hit_rate_text(entry['hit_rate']))}</td></tr>")
     return ("<table><tr><th>Model</th><th>Map</th><th>Peak on the lesion (pointing game)</th></tr>"
             + "".join(rows) + "</table>")
 
