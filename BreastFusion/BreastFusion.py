@@ -706,12 +706,9 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         if self.worker is not None and self.worker.is_running() and self.workerDevice == device:
             return
         self.stopWorker()
-        from BreastFusionLib.serving.client import WorkerProcess
+        from BreastFusionLib.serving.client import WorkerProcess, worker_environment
 
-        environment = dict(slicer.util.startupEnvironment())
-        environment["PYTHONIOENCODING"] = "utf-8"  # the worker's messages reach the log intact on every platform
-        if device == "cpu":
-            environment["CUDA_VISIBLE_DEVICES"] = "-1"
+        environment = worker_environment(slicer.util.startupEnvironment(), device)
         command = self.workerCommand(device, bundleFolder)
         logging.info("BreastFusion: starting %s", " ".join(command))
         self.worker = WorkerProcess(command, environment).start()

@@ -164,6 +164,7 @@ def test_runs_go_to_one_warm_worker_restarted_after_a_crash_and_cancel_stops_it(
     assert logic.worker.command[1:] == [str(ROOT / "BreastFusion" / "Resources" / "inference_worker.py"), "--python-path",
                                         str(ROOT), "--device", "cpu", "--bundle", str(tiny_bundle)]
     assert logic.worker.command[0] == str(python_slicer) and logic.worker.environment["CUDA_VISIBLE_DEVICES"] == "-1"
+    assert logic.worker.environment["OMP_WAIT_POLICY"] == "PASSIVE"  # its threads sleep while Slicer's GUI needs the CPU
     run_until_done(recorder, outcomes)
     assert outcomes == [(True, "", False)] and progress[-1] == 100
     result = logic.readResult(out)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from BreastFusionLib.ct.io import load_ct
-from BreastFusionLib.serving.client import WorkerProcess
+from BreastFusionLib.serving.client import WorkerProcess, worker_environment
 from BreastFusionLib.serving.module_inputs import write_module_inputs
 from BreastFusionLib.serving.protocol import READY
 from BreastFusionLib.synthetic.cohort import write_case
@@ -52,7 +52,7 @@ def write_cases(folder: Path, count: int, seed: int) -> list[tuple[Path, dict]]:
 
 def warm_worker(python: str, bundle: Path, cases, out: Path) -> dict:
     """Seconds: start -> READY, start -> first result, first request -> result, later requests -> result."""
-    environment = {**os.environ, "PYTHONIOENCODING": "utf-8", "CUDA_VISIBLE_DEVICES": "-1"}
+    environment = worker_environment(os.environ, "cpu")  # as the module builds it
     environment.pop("PYTHONPATH", None)
     started = time.perf_counter()
     worker = WorkerProcess([python, str(LAUNCHER), str(WORKER), "--python-path", str(ROOT), "--device", "cpu",

@@ -29,6 +29,22 @@ EXIT = "EXIT"  # the worker ended: payload {"returncode": int}
 LOG = "LOG"  # a line of log text: payload {"text": str}
 
 
+def worker_environment(base: Dict[str, str], device: str) -> Dict[str, str]:
+    """The worker's environment: ``base`` with UTF-8 output, no GPU for a CPU worker, and OpenMP threads that
+    sleep rather than spin while they wait (unless ``base`` sets ``OMP_WAIT_POLICY``).
+
+    The worker shares the CPU with 3D Slicer's own threads; PyTorch's spinning OpenMP threads then turned
+    0.2 s cases into 12-36 s on a busy 2-core machine, and cost 0.03-0.05 s per case there when it is quiet
+    (docs/INFERENCE.md, ``training/bench_cold_start.py``).
+    """
+    environment = dict(base)
+    environment["PYTHONIOENCODING"] = "utf-8"  # the worker's messages reach the log intact on every platform
+    environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if device == "cpu":
+        environment["CUDA_VISIBLE_DEVICES"] = "-1"
+    return environment
+
+
 class WorkerError(RuntimeError):
     """The worker is not running, ended, or did not answer in time."""
 
