@@ -842,14 +842,13 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         return heatmap_caption(result.get("heatmap_info", {}).get(model, {}).get(modality, {}).get(kind))
 
     def showHeatMap(self, parameterNode: BreastFusionParameterNode, result: Dict, folder, model: str, modality: str,
-                    kind: str = "attention", opacity: float = 0.5):
+                    kind: str = "gradcam", opacity: float = 0.5):
         """Show one heat map as a coloured overlay over its image; returns the overlay volume node.
 
         US: a volume in the geometry of the US volume. CT: a one-slice volume on axial slice
         ``ct_slice_index`` of the CT as BreastFusionLib oriented it (``ct_geometry.json``). The display
-        window is the report's (``BreastFusionLib.display.heatmap_window``).
+        window is 0-1, the range every map is scaled to in its crop (as in the report).
         """
-        from BreastFusionLib.display import heatmap_window
         from BreastFusionLib.serving.protocol import CT_GEOMETRY_FILE
 
         relative = result["heatmaps"][model][modality][kind]
@@ -891,7 +890,7 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
                 display.SetAndObserveColorNodeID(colorId)
                 break
         display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(*heatmap_window(kind, heat))
+        display.SetWindowLevelMinMax(0.0, 1.0)
         slicer.util.setSliceViewerLayers(background=base, foreground=node, foregroundOpacity=opacity)
         mass = self._point(parameterNode.massPoint)
         if modality == "ct" and mass is not None:

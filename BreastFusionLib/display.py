@@ -1,4 +1,4 @@
-"""How crops and heat maps are shown: 8-bit grey PNGs, and the display window of a heat map.
+"""How crops and heat maps are shown: 8-bit grey PNGs, and what is said about a heat map.
 
 One place for what the report, the command line, the cohort crops and the 3D Slicer panel all
 show (numpy and Pillow only, so the Slicer panel can use it without torch).
@@ -21,34 +21,6 @@ def save_grey_png(image: np.ndarray, path: str | Path) -> Path:
     """Save a [0, 1] image (a crop) as an 8-bit PNG; returns the path."""
     Image.fromarray(to_uint8(image)).save(path)
     return Path(path)
-
-
-def display_stretch(heat: np.ndarray, crop_map: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """An attention map stretched for display from its (min, max) inside the crop to [0, 1], with that range.
-
-    Attention values are sigmoid gates, often all near 0.5; drawn as they are they tint the whole crop
-    evenly. The saved maps keep the raw values; only the display is stretched, and its title says from what.
-    """
-    low, high = float(crop_map.min()), float(crop_map.max())
-    if high <= low:
-        return np.zeros_like(heat), low, high
-    return np.clip((heat - low) / (high - low), 0.0, 1.0), low, high
-
-
-def heatmap_window(kind: str, image_map: np.ndarray) -> tuple[float, float]:
-    """(low, high) display window of a heat map saved in image coordinates (0 outside the crop).
-
-    Grad-CAM maps are already scaled to [0, 1]; attention is shown over its range inside the crop,
-    as in the report's overlays (``display_stretch``). A flat map gets a window that shows nothing.
-    """
-    if kind != "attention":
-        return 0.0, 1.0
-    inside = image_map[image_map > 0]
-    if inside.size == 0:
-        return 0.0, 1.0
-    _, low, high = display_stretch(inside, inside)
-    return low, high if high > low else low + 1.0
-
 
 
 def hit_rate_text(measured: dict | None) -> str:

@@ -34,7 +34,6 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
 from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, HeatMaps, min_max, record_attention
-from BreastFusionLib.display import display_stretch
 from BreastFusionLib.inference.outputs import jet
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort
@@ -116,7 +115,7 @@ def _check_schema(result: dict, out: Path, case: dict, models: set[str], have: s
                 array = np.load(out / maps[kind])
                 assert array.dtype == np.float32 and array.shape == shapes[key]  # original image / axial slice
                 assert array.min() >= 0 and array.max() <= 1
-            assert np.load(out / maps["attention"]).max() > 0  # non-zero inside the crop
+                assert result["heatmap_info"][model][key][kind]["flat"] == (not array.any())  # a flat map is said to be
             info = result["heatmap_info"][model][key]
             decision = result["models"][model]["decision"]
             assert info["gradcam"]["explains"] == decision and info["attention"]["explains"] is None  # the predicted class
@@ -294,7 +293,9 @@ def test_one_pass_fusion_gradcam_equals_monai_per_branch(backbone):
         gradcam = maps[branch]["gradcam"]
         assert gradcam.shape == (1, 1, 96, 96) and gradcam.max() == 1  # not a degenerate (flat) map
         assert torch.allclose(gradcam, expected, atol=1e-5)
-        torch.testing.assert_close(maps[branch]["attention"], attention[branch])  # the network's own gate
+        gate_output = attention[branch]  # the norm over channels of the last CBAM block's output
+        assert gate_output.shape == (1, 1, 3, 3) and gate_output.std() > 0
+        torch.testing.assert_close(maps[branch]["attention"], min_max(gate_output))
 
 
 def test_lite0_heat_maps_have_the_input_shape_and_unit_range():
@@ -340,16 +341,15 @@ def test_pointing_game_script_reports_hit_rates_centre_baseline_and_displaced_cr
     assert saved["maps"]["ct"]["gradcam"]["displaced"]["cases"] == 3
 
 
-def test_attention_overlay_is_stretched_over_its_range_in_the_crop():
-    crop_map = np.linspace(0.45, 0.55, 16, dtype=np.float32).reshape(4, 4)  # gates near 0.5
-    heat = np.zeros((6, 6), np.float32)
-    heat[1:5, 1:5] = crop_map  # 0 outside the crop, as in image coordinates
-    stretched, low, high = display_stretch(heat, crop_map)
-    assert (low, high) == pytest.approx((0.45, 0.55))
-    assert stretched[1:5, 1:5].min() == 0 and stretched[1:5, 1:5].max() == pytest.approx(1)
-    assert (stretched[0] == 0).all() and np.argmax(stretched) == np.argmax(heat)  # order kept, outside stays 0
-    flat, *_ = display_stretch(heat, np.full((4, 4), 0.5, np.float32))
-    assert not flat.any()  # an even gate shows as no highlight at all
+def test_attention_is_the_magnitude_of_the_last_cbam_blocks_output():
+    torch.manual_seed(0)
+    network = build_classifier("us", backbone="cbam_resnet50").eval()
+    image = torch.rand(1, 1, 96, 96)
+    block = {}
+    network.backbone.attention_module().register_forward_hook(lambda _m, _i, output: block.update(out=output))
+    with record_attention(network, "us") as attention:
+        network(image)
+    torch.testing.assert_close(attention["us"], block["out"].norm(dim=1, keepdim=True))  # features after both gates
 
 
 def test_overlay_colour_map_is_matplotlibs_jet_without_matplotlib():

@@ -1,4 +1,4 @@
-"""What the 3D Slicer panel computes, tested without Slicer: crop previews, heat-map display windows and
+"""What the 3D Slicer panel computes, tested without Slicer: crop previews, heat-map captions and
 the dependency rules (BreastFusionLib.previews, .display, .dependencies), all free of torch."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from PIL import Image
 
 from BreastFusionLib import dependencies
 from BreastFusionLib.ct.io import load_ct
-from BreastFusionLib.display import display_stretch, heatmap_caption, heatmap_window
+from BreastFusionLib.display import heatmap_caption
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.previews import crop_previews
 
@@ -52,17 +52,6 @@ def test_previews_are_the_crops_the_models_see(case, tmp_path):
     assert "overlay pixels removed" in previews["us"].note and "axial slice" in previews["ct"].note
     with pytest.raises(UserInputError, match="nothing to crop"):
         crop_previews(tmp_path, us_frame=frame)  # no box
-
-
-def test_heat_map_window_is_the_reports_stretch():
-    crop = np.linspace(0.45, 0.55, 16, dtype=np.float32).reshape(4, 4)
-    image = np.zeros((6, 6), np.float32)
-    image[1:5, 1:5] = crop  # 0 outside the crop, as the saved maps are
-    _, low, high = display_stretch(image, crop)
-    assert heatmap_window("attention", image) == pytest.approx((low, high))
-    assert heatmap_window("gradcam", image) == (0.0, 1.0)
-    low, high = heatmap_window("attention", np.full((4, 4), 0.5, np.float32))
-    assert high > low  # a flat map still gets a valid window
 
 
 def test_requirements_name_only_what_slicer_does_not_bundle():

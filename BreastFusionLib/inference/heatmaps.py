@@ -1,19 +1,22 @@
-"""Heat maps of one prediction: last-stage CBAM spatial attention and Grad-CAM, one per branch.
+"""Heat maps of one prediction: CBAM attention and Grad-CAM of the last stage, one per branch.
 
-* Attention: the sigmoid output of the last-stage CBAM spatial gate (``attention_module().gate``),
-  read with a forward hook during the ordinary forward pass. It is what the network itself weighted,
-  independent of the class; values in (0, 1), shown as they are (not rescaled).
+* Attention: where the last-stage features that CBAM lets through are strongest, for either class:
+  the L2 norm over channels of the output of the last CBAM block (the features after its channel
+  and spatial gates), read with a forward hook. Read this way rather than as the spatial gate
+  alone, it peaks on the lesion far more often: on BUSI the gate hit the lesion less often than a
+  mark at the crop centre (docs/INFERENCE.md, pointing game).
 * Grad-CAM on the last-stage map of each branch (``TARGET_LAYERS``), for a chosen class (in
-  ``predict_case``, the class the model decided): one forward pass (the same that gives the logits) and one backward pass that stops at
-  the target layers give every branch's map, computed as ``monai.visualize.GradCAM`` does (a test
-  pins the equality). MONAI's default ``postprocessing`` maps (min, max) to (1, 0), i.e. it flips
-  the map so that the most important region looks least important; ``min_max`` below keeps
-  high = important.
+  ``predict_case``, the class the model decided): one forward pass (the same that gives the logits)
+  and one backward pass that stops at the target layers give every branch's map, computed as
+  ``monai.visualize.GradCAM`` does (a test pins the equality). MONAI's default ``postprocessing``
+  maps (min, max) to (1, 0), i.e. it flips the map so that the most important region looks least
+  important; ``min_max`` below keeps high = important.
 
-Maps come at the network's feature resolution (spatial_size / 32): Grad-CAM is upsampled to the
-input size (as MONAI does), then both are upsampled bilinearly to the 300x300 crop and mapped back
-into the original image (US: the image's rows x cols; CT: the axial slice ``volume.hu[slice_index]``)
-through the crop's ``CropBox``; pixels outside the crop are 0.
+Both are scaled to [0, 1] per map (``min_max``). They come at the network's feature resolution
+(spatial_size / 32): Grad-CAM is upsampled to the input size (as MONAI does), then both are
+upsampled bilinearly to the 300x300 crop and mapped back into the original image (US: the image's
+rows x cols; CT: the axial slice ``volume.hu[slice_index]``) through the crop's ``CropBox``; pixels
+outside the crop are 0.
 """
 
 from __future__ import annotations
@@ -50,16 +53,15 @@ def min_max(cam: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def record_attention(network: nn.Module, modality: str):
-    """While active, ``maps[branch]`` holds the last-stage spatial attention (B, 1, h, w) of each forward pass."""
+    """While active, ``maps[branch]`` holds the attention map (B, 1, h, w) of each forward pass: the L2
+    norm over channels of the last CBAM block's output (``attention_module()``, its last gate), not scaled."""
     maps: dict[str, torch.Tensor] = {}
     handles = []
     for branch, attribute in BRANCHES[modality].items():
-        gate = getattr(network, attribute).attention_module().gate
-
         def hook(_module, _inputs, output, branch=branch):
-            maps[branch] = output.detach()
+            maps[branch] = output.detach().float().norm(dim=1, keepdim=True)
 
-        handles.append(gate.register_forward_hook(hook))
+        handles.append(getattr(network, attribute).attention_module().register_forward_hook(hook))
     try:
         yield maps
     finally:
@@ -93,7 +95,7 @@ class HeatMaps:
                         ) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]], int | None]:
         """The logits (B, classes) of ``image``, ``{branch: {kind: map}}`` and the class Grad-CAM explained.
 
-        Attention maps are (B, 1, S/32, S/32) in (0, 1); Grad-CAM maps (B, 1, S, S) in [0, 1], for
+        Attention maps are (B, 1, S/32, S/32), Grad-CAM maps (B, 1, S, S), both in [0, 1]; Grad-CAM for
         ``class_index``, or for the class that ``class_index(logits)`` picks after the forward pass
         (e.g. the model's decision). Without "gradcam" in ``kinds`` no gradient is computed and the
         explained class is None.
@@ -121,7 +123,7 @@ class HeatMaps:
         maps: dict[str, dict[str, torch.Tensor]] = {branch: {} for branch in branches}
         for branch in branches:
             if "attention" in kinds:
-                maps[branch]["attention"] = attention[branch]
+                maps[branch]["attention"] = min_max(attention[branch])
         if gradcam:
             upsample = default_upsampler(image.shape[2:])
             for branch, gradient in zip(branches, gradients):

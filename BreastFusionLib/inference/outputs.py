@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from BreastFusionLib.crop import CropBox
-from BreastFusionLib.display import display_stretch, save_grey_png, to_uint8
+from BreastFusionLib.display import save_grey_png, to_uint8
 from BreastFusionLib.inference.bundle import Bundle
-from BreastFusionLib.inference.case import HEATMAP_KINDS, CaseResult
+from BreastFusionLib.inference.case import CaseResult
 from BreastFusionLib.inference.report_html import write_report_html
 from BreastFusionLib.localization.parsing import format_clock
 
@@ -27,8 +27,8 @@ CONTEXT_PX = 200  # the context view's longer side; map panels show the crop at 
 TITLE_FONT_PX, TITLE_LINE_PX, GAP = 16, 20, 6
 POINTING_GAME_FILE = "pointing_game.json"  # written into runs/<model>/ by training/pointing_game*.py --save-in-bundle
 MAP_DESCRIPTIONS = {
-    "attention": "CBAM attention: the last spatial gate, where the network weighted its features for either class "
-                 "(stretched from its lowest to its highest value in the crop).",
+    "attention": "CBAM attention: where the last-stage features that CBAM's gates let through are strongest "
+                 "(their magnitude), for either class (scaled 0-1 in the crop).",
     "gradcam": "Grad-CAM for {explained}, the model's decision: where features raised the {explained} score "
                "(last stage, scaled 0-1 in the crop).",
 }
@@ -89,15 +89,14 @@ def map_panel(crop: np.ndarray, crop_map: np.ndarray, lines: list[str]) -> Image
     return _titled(Image.fromarray(blend(crop, crop_map)), lines)
 
 
-def map_lines(model: str, kind: str, crop_map: np.ndarray, explained: str | None) -> tuple[list[str], np.ndarray]:
-    """Title lines of one map panel, and the map as drawn (attention stretched over its range in the crop)."""
+def map_lines(model: str, kind: str, crop_map: np.ndarray, explained: str | None) -> list[str]:
+    """Title lines of one map panel: the model and map, then what it shows (or that it is flat)."""
     if kind == "attention":
-        shown, low, high = display_stretch(crop_map, crop_map)
-        return [f"{model} model: attention", f"gate {low:.2f}-{high:.2f}, stretched"], shown
+        return [f"{model} model: attention", "flat" if is_flat(crop_map) else "features, either class"]
     title = f"{model} model: Grad-CAM"
     if is_flat(crop_map):
-        return [title, f"flat: no evidence for {explained}"], crop_map
-    return [title, f"evidence for {explained}"], crop_map
+        return [title, f"flat: no evidence for {explained}"]
+    return [title, f"evidence for {explained}"]
 
 
 def overlay_image(result: CaseResult, key: str) -> Image.Image:
@@ -107,11 +106,9 @@ def overlay_image(result: CaseResult, key: str) -> Image.Image:
     for model, branches in result.heatmaps.items():
         if key not in branches:
             continue
-        explained = CLASS_NAMES[result.heatmap_class[model]]
-        panels = []
-        for kind in HEATMAP_KINDS:
-            lines, shown = map_lines(model, kind, result.crop_heatmaps[model][key][kind], explained)
-            panels.append(map_panel(result.crops[key].pixels, shown, lines))
+        explained = _explained(result, model)
+        panels = [map_panel(result.crops[key].pixels, crop_map, map_lines(model, kind, crop_map, explained))
+                  for kind, crop_map in result.crop_heatmaps[model][key].items()]
         rows.append(panels)
     heights = [max(p.height for p in row) for row in rows]
     width = context.width + max((sum(GAP + p.width for p in row) for row in rows), default=0)
@@ -150,14 +147,20 @@ def measured_hit_rates(bundle: Bundle, model: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _explained(result: CaseResult, model: str) -> str | None:
+    """The class that ``model``'s Grad-CAM explains ("benign"/"malignant"), None without Grad-CAM."""
+    index = result.heatmap_class.get(model)
+    return None if index is None else CLASS_NAMES[index]
+
+
 def heatmap_info(result: CaseResult, bundle: Bundle) -> dict:
     """Per model, crop and kind: what the map shows, the class it explains, whether it is flat, its measured hit rate."""
     info = {}
     for model, branches in result.crop_heatmaps.items():
         measured = measured_hit_rates(bundle, model)
-        explained = CLASS_NAMES[result.heatmap_class[model]]
+        explained = _explained(result, model)
         for key, maps in branches.items():
-            for kind in HEATMAP_KINDS:
+            for kind in maps:
                 rates = (measured or {}).get("maps", {}).get(key, {}).get(kind)
                 info.setdefault(model, {}).setdefault(key, {})[kind] = {
                     "map": MAP_DESCRIPTIONS[kind].format(explained=explained),
@@ -177,9 +180,9 @@ def write_outputs(result: CaseResult, bundle: Bundle, out_dir: str | Path) -> di
         save_grey_png(crop.pixels, out / crops[key])
     for model, branches in result.heatmaps.items():
         for key, maps in branches.items():
-            for kind in HEATMAP_KINDS:
+            for kind, heat in maps.items():
                 name = f"maps/{model}_{key}_{kind}.npy"
-                np.save(out / name, maps[kind].astype(np.float32))
+                np.save(out / name, heat.astype(np.float32))
                 heatmaps.setdefault(model, {}).setdefault(key, {})[kind] = name
     for key in result.crops:
         overlays[key] = f"{key}_overlay.png"

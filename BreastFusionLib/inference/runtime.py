@@ -45,7 +45,7 @@ def run_model(model: LoadedModel, image: torch.Tensor, branches: list[str], kind
               ) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]], int | None]:
     """Logits (classes,) of ``image`` (1, C, S, S), maps ``{branch: {kind: map}}`` and the class Grad-CAM explained.
 
-    Attention maps are (1, 1, S/32, S/32) in (0, 1); Grad-CAM maps (1, 1, S, S) in [0, 1], for
+    Attention maps are (1, 1, S/32, S/32), Grad-CAM maps (1, 1, S, S), both in [0, 1]; Grad-CAM for
     ``class_index``, or with None for the model's decision (malignant when the malignancy
     probability, before calibration, reaches ``model.threshold``; with ``tta`` on the averaged
     logits); both float32, on the CPU. Maps come from the unflipped image; ``tta`` averages the
