@@ -33,21 +33,29 @@ test: env slicer-env
 # `make bench`: network throughput (with the bundle's own training as a ratio of the plain loop), then
 # the BUSI cross-validation benchmark through the bundle, the shortcut check (overlays kept; the lesion,
 # its box or a centred square blanked) and the table (docs/BENCHMARKS.md), then per-case inference
-# latency, cold start and bf16 against fp32 on the demo bundle (made first if absent; docs/INFERENCE.md).
-# About 1.5 h on a quiet 2-core CPU (all 5 folds everywhere). RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
+# latency, the warm worker, cold start and bf16 against fp32 on the demo bundle (made first if absent),
+# and the pointing games of the heat maps on BUSI (out-of-fold models, centred and off-centre training)
+# and on synthetic cases (docs/INFERENCE.md). About 3 h on a quiet 2-core CPU (all 5 folds everywhere).
+# RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
 BUSI ?= ../shared/data/BUSI
 BENCH_OUT ?= runs/bench_busi
 RESNET50_WEIGHTS ?=
 DEMO_OUT ?= out/demo
 NICE ?= nice -n 10
+DEMO_LITE0 := --set backbone=cbam_efficientnet_lite0 --set pretrained=imagenet --set freeze=last_stage --set spatial_size=300
 bench: env
 	$(NICE) $(PY) training/bench_networks.py --bundle
 	$(NICE) $(PY) training/bench_networks.py --backbone cbam_efficientnet_lite0 --freeze last_stage --size 224
 	test -f $(BENCH_OUT)/data/removed/manifest.csv || $(NICE) $(PY) training/prepare_busi.py $(BUSI) $(BENCH_OUT)/data/removed
+	test -f $(BENCH_OUT)/data/removed_context/manifest.csv || $(NICE) $(PY) training/prepare_busi.py $(BUSI) $(BENCH_OUT)/data/removed_context --context
 	test -f $(BENCH_OUT)/data/kept/manifest.csv || $(NICE) $(PY) training/prepare_busi.py $(BUSI) $(BENCH_OUT)/data/kept --keep-overlays
 	test -f $(BENCH_OUT)/data/blanked/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/blanked
 	test -f $(BENCH_OUT)/data/box/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/box --shape box
 	test -f $(BENCH_OUT)/data/center/manifest.csv || $(NICE) $(PY) training/bench_busi.py blank --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT)/data/center --shape center
+	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT) --tag overlays_removed \
+		--options lite0_last_stage --keep-models
+	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed_context --out $(BENCH_OUT) --tag overlays_removed \
+		--options lite0_last_stage_off_centre --keep-models
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT) --tag overlays_removed \
 		--options lite0_last_stage,lite0_frozen,resnet50_scratch,resnet50_imagenet $(if $(RESNET50_WEIGHTS),--resnet50-weights $(RESNET50_WEIGHTS))
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/kept --out $(BENCH_OUT) --tag overlays_kept --options lite0_last_stage
@@ -62,6 +70,14 @@ bench: env
 	$(PY) training/bench_cold_start.py --bundle $(DEMO_OUT)/bundle --spatial-size 64
 	$(PY) training/bench_cold_start.py --bundle $(DEMO_OUT)/bundle --untrained-size 300
 	$(PY) training/compare_precision.py --bundle $(DEMO_OUT)/bundle --dataset $(DEMO_OUT)/crops
+	$(PY) training/bench_worker.py --bundle $(DEMO_OUT)/bundle --cases 6 --cold 3
+	$(NICE) $(PY) training/pointing_game_busi.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage \
+		--json $(BENCH_OUT)/pointing_busi_lite0_last_stage.json --save-in-bundle
+	$(NICE) $(PY) training/pointing_game_busi.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
+		--json $(BENCH_OUT)/pointing_busi_lite0_last_stage_off_centre.json --save-in-bundle
+	test -f out/demo_lite0/bundle/runs/us/metrics.json || $(NICE) $(PY) -m BreastFusionLib.demo --out out/demo_lite0 $(DEMO_LITE0)
+	$(NICE) $(PY) training/pointing_game.py --bundle out/demo_lite0/bundle --model us --cases 100 --json $(BENCH_OUT)/pointing_synthetic_lite0_us.json
+	$(NICE) $(PY) training/pointing_game.py --bundle out/demo_lite0/bundle --model fusion --cases 100 --json $(BENCH_OUT)/pointing_synthetic_lite0_fusion.json
 
 clean:
 	rm -rf $(VENV) $(SLICER_ENV) out runs

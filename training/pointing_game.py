@@ -1,19 +1,19 @@
-"""Pointing game for the fusion model's heat maps on synthetic cases: do they peak on the lesion, more often than the crop centre?
+"""Pointing game for a model's heat maps on synthetic cases: do they peak on the lesion, more often than the crop centre?
 
-For each synthetic case (a cohort the demo did not train on: seed 11 by default) the fusion model
-sees the US crop (from the lesion mask) and the CT crop (around the true mass point), first
-**centred** as ``predict_case`` cuts them, then **displaced**: each square moved by a random offset
-that keeps the whole lesion inside it (``crop.displaced_box``), where the centre is no longer a good
-guess. The lesion in crop pixels: US, the mask mapped with the crop's box; CT, the pixels within the
-lesion radius (mm, axial plane) of the mass point. The maps are those ``predict_case`` shows (CBAM
-attention; Grad-CAM for the model's decision) and Grad-CAM for the true class; each is compared with
-the crop centre by the exact McNemar test, with Wilson 95% intervals and the tolerant (15 px) rate
-(``evaluation.pointing``). Any backbone ``load_bundle`` detects works.
+For each synthetic case (a cohort the demo did not train on: seed 11 by default) the model (``--model``:
+fusion by default, or us / ct) sees its crops, the US crop (from the lesion mask) and/or the CT crop
+(around the true mass point), first **centred** as ``predict_case`` cuts them, then **displaced**: each
+square moved by a random offset that keeps the whole lesion inside it (``crop.displaced_box``), where
+the centre is no longer a good guess. The lesion in crop pixels: US, the mask mapped with the crop's
+box; CT, the pixels within the lesion radius (mm, axial plane) of the mass point. The maps are those
+``predict_case`` shows (CBAM attention; Grad-CAM for the model's decision) and Grad-CAM for the true
+class; each is compared with the crop centre by the exact McNemar test, with Wilson 95% intervals and
+the tolerant (15 px) rate (``evaluation.pointing``). Any backbone ``load_bundle`` detects works.
 
-    python training/pointing_game.py --bundle out/demo_lite0/bundle [--cases 200] [--seed 11] [--tolerance 15]
-        [--gradcam-layer _blocks.10] [--json out.json] [--save-in-bundle]
+    python training/pointing_game.py --bundle out/demo_lite0/bundle [--model fusion] [--cases 200] [--seed 11]
+        [--tolerance 15] [--gradcam-layer _blocks.10] [--json out.json] [--save-in-bundle]
 
-``--save-in-bundle`` writes the result into the bundle's ``runs/fusion/pointing_game.json``, where
+``--save-in-bundle`` writes the result into the bundle's ``runs/<model>/pointing_game.json``, where
 ``breastfusion predict`` finds it and states the measured hit rate in result.json and report.html.
 """
 
@@ -36,7 +36,7 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, bundle_record, markdown_rows, model_maps,
                                                  us_crop_pair)
 from BreastFusionLib.inference.bundle import load_bundle
-from BreastFusionLib.inference.heatmaps import model_heatmaps
+from BreastFusionLib.inference.heatmaps import BRANCHES, model_heatmaps
 from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 
 CROPS = ("centred", "displaced")
@@ -68,6 +68,7 @@ def ct_crop_pair(volume: CTVolume, point: np.ndarray, diameter_mm: float,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", required=True)
+    parser.add_argument("--model", choices=("us", "ct", "fusion"), default="fusion")
     parser.add_argument("--cases", type=int, default=50)
     parser.add_argument("--seed", type=int, default=11, help="synthetic cohort seed (the demo trains on seed 0)")
     parser.add_argument("--spatial-size", type=int)
@@ -76,45 +77,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradcam-layer", help="Grad-CAM target inside each branch's backbone instead of the "
                         "default (heatmaps.TARGET_LAYERS), e.g. _blocks.10 for Lite0's 1/16 stage")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--save-in-bundle", action="store_true", help="write runs/fusion/pointing_game.json into the bundle")
+    parser.add_argument("--save-in-bundle", action="store_true", help="write runs/<model>/pointing_game.json into the bundle")
     args = parser.parse_args(argv)
     if args.tolerance < 0:
         parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
     try:
-        bundle = load_bundle(args.bundle, ["fusion"], spatial_size=args.spatial_size)
-        fusion = bundle.models["fusion"]
-        layer = model_heatmaps(fusion, args.gradcam_layer).layer
+        bundle = load_bundle(args.bundle, [args.model], spatial_size=args.spatial_size)
+        model = bundle.models[args.model]
+        layer = model_heatmaps(model, args.gradcam_layer).layer
     except UserInputError as error:
         parser.error(str(error))
     rng = np.random.default_rng(args.seed)
-    games = {(crops, branch): PointingGame(args.tolerance) for crops in CROPS for branch in ("us", "ct")}
+    branches = list(BRANCHES[args.model])
+    games = {(crops, branch): PointingGame(args.tolerance) for crops in CROPS for branch in branches}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         rows = load_manifest(generate_cohort(folder, cases=args.cases, seed=args.seed, workers=1))
         for row in rows:
             image, mask, volume, point = read_case(row)
             pairs = {"us": us_crop_pair(image, mask, rng), "ct": ct_crop_pair(volume, point, row["lesion_diameter_mm"], rng)}
+            pairs = {branch: pairs[branch] for branch in branches}
             for index, crops in enumerate(CROPS):
-                maps = model_maps(fusion, "fusion", {b: pairs[b][index][0] for b in pairs}, row["label"])
+                maps = model_maps(model, args.model, {b: pairs[b][index][0] for b in pairs}, row["label"])
                 for branch in pairs:
                     games[(crops, branch)].add_case(pairs[branch][index][1], maps[branch])
-    summaries = {crops: {branch: games[(crops, branch)].summary() for branch in ("us", "ct")} for crops in CROPS}
+    summaries = {crops: {branch: games[(crops, branch)].summary() for branch in branches} for crops in CROPS}
     report = {
         "date": time.strftime("%Y-%m-%d"), "cases": len(rows), "seed": args.seed,
-        "data": f"synthetic cohort (seed {args.seed}), {len(rows)} cases, fusion model", "backbone": fusion.backbone,
-        "gradcam_layer": layer, "spatial_size": fusion.spatial_size, "seconds": round(time.perf_counter() - start, 1),
+        "data": f"synthetic cohort (seed {args.seed}), {len(rows)} cases, {args.model} model", "backbone": model.backbone,
+        "gradcam_layer": layer, "spatial_size": model.spatial_size, "seconds": round(time.perf_counter() - start, 1),
         "crops": summaries,
     }
-    print(f"pointing game, fusion model ({fusion.backbone}, Grad-CAM on {layer}), {len(rows)} synthetic cases "
-          f"(seed {args.seed}), input {fusion.spatial_size}x{fusion.spatial_size}")
-    print("\n".join(TABLE_HEADER + [line for crops in CROPS for branch in ("us", "ct")
+    print(f"pointing game, {args.model} model ({model.backbone}, Grad-CAM on {layer}), {len(rows)} synthetic cases "
+          f"(seed {args.seed}), input {model.spatial_size}x{model.spatial_size}")
+    print("\n".join(TABLE_HEADER + [line for crops in CROPS for branch in branches
                                     for line in markdown_rows(summaries[crops][branch], f"{crops}, {branch.upper()}")]))
     print("chance (lesion area / crop area): " + ", ".join(
-        f"{crops} {branch.upper()} {summaries[crops][branch]['chance']:.2f}" for crops in CROPS for branch in ("us", "ct")))
+        f"{crops} {branch.upper()} {summaries[crops][branch]['chance']:.2f}" for crops in CROPS for branch in branches))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     if args.save_in_bundle:
-        (bundle.root / "runs" / "fusion" / "pointing_game.json").write_text(
+        (bundle.root / "runs" / args.model / "pointing_game.json").write_text(
             json.dumps(bundle_record(report["data"], summaries), indent=2))
     return 0
 
