@@ -13,7 +13,7 @@ from BreastFusionLib.crop import CropBox, LesionCrop
 from BreastFusionLib.inference.bundle import Bundle, LoadedModel
 from BreastFusionLib.inference.case import CaseResult, ModelResult
 from BreastFusionLib.inference.heatmaps import to_image
-from BreastFusionLib.inference.outputs import (CONTEXT_PX, blend, map_lines, overlay_image, write_outputs)
+from BreastFusionLib.inference.outputs import (CONTEXT_PX, blend, map_lines, heatmap_figure, write_outputs)
 
 CROP = 300
 
@@ -41,7 +41,7 @@ def _case(tmp_path: Path, flat: bool = False) -> tuple[CaseResult, Bundle]:
 
 def test_each_map_is_drawn_over_its_whole_crop_beside_a_small_context_view(tmp_path):
     result, _ = _case(tmp_path)
-    picture = np.asarray(overlay_image(result, "us"))
+    picture = np.asarray(heatmap_figure(result, "us"))
     context_width = CONTEXT_PX  # the 800-pixel-wide image shrinks to the context size
     band = picture.shape[0] - CROP  # the title band above each map panel
     assert 30 <= band <= 60 and picture.shape[1] == context_width + 2 * (CROP + 6)

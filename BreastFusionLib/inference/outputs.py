@@ -99,7 +99,7 @@ def map_lines(model: str, kind: str, crop_map: np.ndarray, explained: str | None
     return [title, f"evidence for {explained}"]
 
 
-def overlay_image(result: CaseResult, key: str) -> Image.Image:
+def heatmap_figure(result: CaseResult, key: str) -> Image.Image:
     """For crop ``key``: a small context view (whole image, crop square), then one row per model of its maps over the crop."""
     context = context_panel(result.images[key], result.crops[key].box, f"{NAMES[key]} image")
     rows = []
@@ -186,7 +186,7 @@ def write_outputs(result: CaseResult, bundle: Bundle, out_dir: str | Path) -> di
                 heatmaps.setdefault(model, {}).setdefault(key, {})[kind] = name
     for key in result.crops:
         overlays[key] = f"{key}_overlay.png"
-        overlay_image(result, key).save(out / overlays[key])
+        heatmap_figure(result, key).save(out / overlays[key])
     record = {
         "models": {name: {"probability": round(r.probability, 6), "threshold": round(r.threshold, 6),
                           "decision": r.decision, "missing_modality": r.missing_modality}
