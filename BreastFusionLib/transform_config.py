@@ -11,7 +11,8 @@ crops (Slicer, ``breastfusion predict``) quantised to the PNGs' grey levels, the
 Serving reads ``array_preprocessing`` from the trained bundle's own ``configs/inference.json``; a
 bundle folder without one (the demo and the tests' tiny bundles write none; bundles from before the
 transforms were listed in the configs have no ``array_preprocessing``) is served with the
-repository's copy. The configs' ``imports`` are not evaluated here: they load training modules
+repository's copy (``monai_bundle/configs``; a ``UserInputError`` says so when BreastFusionLib is
+installed without it and the bundle has none). The configs' ``imports`` are not evaluated here: they load training modules
 (``BreastFusionLib.bundle`` loads plotting) that a serving process does not have; the transform
 entries need only ``BreastFusionLib.transforms``.
 """
@@ -25,6 +26,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
 import BreastFusionLib.transforms  # noqa: F401  (the configs' expressions and _target_s name it)
+from BreastFusionLib.errors import UserInputError
 
 REPOSITORY_CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
 SERVING_ID = "array_preprocessing"
@@ -46,7 +48,11 @@ def serving_config(configs: str | Path | None = None) -> Path:
     own = Path(configs) / "inference.json" if configs is not None else None
     if own is not None and own.is_file() and SERVING_ID in ConfigParser.load_config_files(str(own)):
         return own
-    return REPOSITORY_CONFIGS / "inference.json"
+    repository = REPOSITORY_CONFIGS / "inference.json"
+    if not repository.is_file():  # BreastFusionLib installed without the repository's monai_bundle/
+        raise UserInputError(f"no preprocessing definition: {own or 'the bundle folder'} has no {SERVING_ID} and "
+                             f"{repository} does not exist; copy monai_bundle/configs/inference.json into the bundle's configs/")
+    return repository
 
 
 def train_transforms(modality: str, spatial_size: int = 300, off_centre: float = 0.0) -> Compose:

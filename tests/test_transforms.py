@@ -9,7 +9,9 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
+from BreastFusionLib import transform_config
 from BreastFusionLib.crop import CropBox, LesionCrop
+from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.case import model_input
 from BreastFusionLib.transform_config import (
     REPOSITORY_CONFIGS,
@@ -171,3 +173,9 @@ def test_serving_reads_the_bundles_own_inference_config(tmp_path, crops):
 def test_off_centre_outside_half_the_side_is_rejected():
     with pytest.raises(ValueError, match="off_centre must be in"):
         OffCentreContextd(keys=("us",), spatial_size=32, off_centre=0.7)
+
+
+def test_serving_without_any_inference_config_says_what_to_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(transform_config, "REPOSITORY_CONFIGS", tmp_path / "not_installed")
+    with pytest.raises(UserInputError, match="copy monai_bundle/configs/inference.json into the bundle's configs/"):
+        serving_config(tmp_path)
