@@ -29,6 +29,7 @@ from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.records import read_json, read_model_record
 from BreastFusionLib.networks import MODALITIES, build_classifier
 from BreastFusionLib.transform_config import REPOSITORY_CONFIGS
+
 ARCHITECTURES = {"cbam_resnet50": "CBAM-ResNet-50", "cbam_efficientnet_lite0": "CBAM-EfficientNet-Lite0"}
 
 
