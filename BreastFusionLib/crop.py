@@ -9,7 +9,7 @@ image and padded only where the image is too small for the lesion and its margin
 Off-centre crops (so that a network, and its heat maps, cannot rely on the lesion being in the middle):
 a *context crop* has the same centre and twice the side (``CropBox.scaled(2)``), so its central half is
 the ordinary crop and training can cut windows from it whose lesion is off-centre
-(``transforms.train_transforms(off_centre=...)``); ``displaced_box`` moves a crop by a random offset
+(the bundle's ``--off_centre``: ``train#off_centre_window`` in train.json); ``displaced_box`` moves a crop by a random offset
 that keeps the lesion inside it (the pointing game's displaced-lesion test).
 """
 

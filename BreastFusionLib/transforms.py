@@ -1,39 +1,26 @@
-"""MONAI transforms for training and inference: one code path, no train/serve skew.
+"""The bundle's project-specific MONAI transforms; the transform lists themselves are in the bundle's configs.
 
-Prepared crops (US and CT, 8-bit grayscale PNG, 300x300; see ``cohort.prepare``) are loaded,
-scaled to [0, 1], resized to the network's ``spatial_size`` and, for the fusion model, stacked as
-channels (US first, then CT) into the single ``image`` tensor the networks take.
+Prepared crops (US and CT, 8-bit grayscale PNG, 300x300; see ``cohort.prepare``) are loaded, scaled
+to [0, 1], resized to the network's ``spatial_size`` and, for the fusion model, stacked as channels
+(US first, then CT) into the single ``image`` tensor the networks take. Those steps, and the paper's
+augmentation (section 1.4), are listed as ``_target_`` entries in ``monai_bundle/configs/train.json``
+and ``inference.json`` (``transform_config`` reads them for Python callers and for serving).
 
-Training adds the paper's augmentation (section 1.4): rotation, horizontal and vertical flips,
-random crop, and a random intensity ("channel") shift. Off-centre training (``off_centre`` > 0)
-reads each case's context crop (same centre, twice the side; ``cohort.prepare --context``) and cuts
-from it a crop-sized window moved by up to ``off_centre`` x the crop side along each axis, so the
-lesion is not always in the middle and the network (and its heat maps) must find it. Inference on in-memory crops uses
-``inference_transforms``, which quantises to 8 bits exactly like the PNG files used in training
-and then runs the same ``preprocessing`` as training and evaluation.
+The steps MONAI does not have are here:
+
+- ``QuantizeTo8Bitd``: in-memory [0, 1] crops (Slicer, ``breastfusion predict``) rounded to the 256
+  grey levels of the PNG files used in training, so serving sees exactly what training saw;
+- ``OffCentreContextd``: off-centre training (``off_centre`` > 0) reads each case's context crop (same
+  centre, twice the side; ``cohort.prepare --context``); this keeps the part of it from which a
+  ``RandSpatialCropd`` per modality then cuts a crop-sized window moved by up to ``off_centre`` x the
+  crop side along each axis, so the lesion is not always in the middle;
+- ``StackModalitiesd``: the modality crops -> one float32 ``image`` tensor.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from monai.transforms import (
-    CenterSpatialCropd,
-    Compose,
-    ConcatItemsd,
-    DeleteItemsd,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    LoadImaged,
-    Lambdad,
-    RandFlipd,
-    RandRotated,
-    RandShiftIntensityd,
-    RandSpatialCropd,
-    Resized,
-    ScaleIntensityRanged,
-)
+from monai.transforms import CenterSpatialCropd, ConcatItemsd, DeleteItemsd, EnsureTyped, MapTransform, Resized
 
 MODALITY_KEYS = {"us": ("us",), "ct": ("ct",), "fusion": ("us", "ct")}
 IMAGE_KEY = "image"
@@ -52,70 +39,49 @@ def quantize_to_8bit(crop: np.ndarray) -> np.ndarray:
     return np.round(np.clip(crop, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
 
 
-def _load(keys: tuple[str, ...]) -> list:
-    return [
-        LoadImaged(keys=keys, reader="PILReader", reverse_indexing=False, image_only=True),
-        EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
-        ScaleIntensityRanged(keys=keys, a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
-    ]
+class _Steps(MapTransform):
+    """A fixed sequence of deterministic MONAI transforms applied as one step."""
+
+    steps: tuple = ()
+
+    def __call__(self, data):
+        for step in self.steps:
+            data = step(data)
+        return data
 
 
-def _stack(keys: tuple[str, ...]) -> list:
-    stack = [ConcatItemsd(keys=keys, name=IMAGE_KEY, dim=0), DeleteItemsd(keys=keys)]
-    return stack + [EnsureTyped(keys=IMAGE_KEY, dtype=np.float32, track_meta=False)]
+class QuantizeTo8Bitd(MapTransform):
+    """In-memory [0, 1] crops -> the grey levels of the 8-bit PNG crops that training reads (``quantize_to_8bit``)."""
+
+    def __call__(self, data):
+        data = dict(data)
+        for key in self.key_iterator(data):
+            data[key] = quantize_to_8bit(data[key])
+        return data
 
 
-def preprocessing(modality: str, spatial_size: int) -> list:
-    """Resize each channel-first [0, 1] crop to ``spatial_size`` and stack them into ``image``."""
-    keys = modality_keys(modality)
-    return [Resized(keys=keys, spatial_size=(spatial_size, spatial_size), mode="bilinear", anti_aliasing=True)]
-
-
-def off_centre_window(modality: str, spatial_size: int, off_centre: float) -> list:
-    """Context crops -> ``spatial_size`` windows moved by up to ``off_centre`` x the side, independently per modality.
+class OffCentreContextd(_Steps):
+    """Context crops -> their central part holding every window moved by up to ``off_centre`` x the crop side.
 
     The context crop is resized to twice ``spatial_size`` (the scale of the ordinary crop after
-    ``preprocessing``); its central part of (1 + 2 ``off_centre``) sides holds every allowed window.
+    resizing to ``spatial_size``); its central part of (1 + 2 ``off_centre``) crop sides holds every
+    allowed window, which a ``RandSpatialCropd`` of ``spatial_size`` then picks.
     """
-    if not 0 < off_centre <= 0.5:
-        raise ValueError(f"off_centre must be in (0, 0.5] (a fraction of the crop side), got {off_centre}")
-    keys = modality_keys(modality)
-    reach = int(round(spatial_size * (1 + 2 * off_centre)))
-    steps = [Resized(keys=keys, spatial_size=(2 * spatial_size, 2 * spatial_size), mode="bilinear", anti_aliasing=True),
-             CenterSpatialCropd(keys=keys, roi_size=(reach, reach))]
-    return steps + [RandSpatialCropd(keys=key, roi_size=(spatial_size, spatial_size), random_size=False) for key in keys]
+
+    def __init__(self, keys, spatial_size: int, off_centre: float) -> None:
+        if not 0 < off_centre <= 0.5:
+            raise ValueError(f"off_centre must be in (0, 0.5] (a fraction of the crop side), got {off_centre}")
+        super().__init__(keys)
+        reach = int(round(spatial_size * (1 + 2 * off_centre)))
+        self.steps = (Resized(keys=keys, spatial_size=(2 * spatial_size, 2 * spatial_size), mode="bilinear",
+                              anti_aliasing=True),
+                      CenterSpatialCropd(keys=keys, roi_size=(reach, reach)))
 
 
-def augmentation(modality: str, spatial_size: int, crop_fraction: float = 0.9) -> list:
-    """The paper's augmentation, applied independently to each modality's crop."""
-    keys = modality_keys(modality)
-    roi = max(1, int(round(spatial_size * crop_fraction)))
-    return [
-        RandRotated(keys=keys, range_x=math.pi / 12, prob=0.5, padding_mode="zeros"),
-        RandFlipd(keys=keys, spatial_axis=1, prob=0.5),
-        RandFlipd(keys=keys, spatial_axis=0, prob=0.5),
-        RandSpatialCropd(keys=keys, roi_size=(roi, roi), random_size=False),
-        Resized(keys=keys, spatial_size=(spatial_size, spatial_size), mode="bilinear"),
-        RandShiftIntensityd(keys=keys, offsets=0.1, prob=0.5),
-    ]
+class StackModalitiesd(_Steps):
+    """The modality crops (``keys``, in channel order: US first) -> one float32 ``image`` tensor; the crops are dropped."""
 
-
-def train_transforms(modality: str, spatial_size: int = 300, off_centre: float = 0.0) -> Compose:
-    """Crop files (context crop files when ``off_centre`` > 0) -> augmented ``image`` tensor (and ``label``) for training."""
-    keys = modality_keys(modality)
-    resize = off_centre_window(modality, spatial_size, off_centre) if off_centre else preprocessing(modality, spatial_size)
-    return Compose(_load(keys) + resize + augmentation(modality, spatial_size) + _stack(keys))
-
-
-def eval_transforms(modality: str, spatial_size: int = 300) -> Compose:
-    """Crop files -> ``image`` tensor for validation, evaluation and batch inference."""
-    keys = modality_keys(modality)
-    return Compose(_load(keys) + preprocessing(modality, spatial_size) + _stack(keys))
-
-
-def inference_transforms(modality: str, spatial_size: int = 300) -> Compose:
-    """In-memory [0, 1] 2D crops -> ``image`` tensor, identical to ``eval_transforms`` on saved PNGs."""
-    keys = modality_keys(modality)
-    to_png_levels = Lambdad(keys=keys, func=quantize_to_8bit)
-    channel_first = EnsureChannelFirstd(keys=keys, channel_dim="no_channel")
-    return Compose([to_png_levels, channel_first] + preprocessing(modality, spatial_size) + _stack(keys))
+    def __init__(self, keys) -> None:
+        super().__init__(keys)
+        self.steps = (ConcatItemsd(keys=keys, name=IMAGE_KEY, dim=0), DeleteItemsd(keys=keys),
+                      EnsureTyped(keys=IMAGE_KEY, dtype=np.float32, track_meta=False))

@@ -19,7 +19,7 @@ from PIL import Image
 from BreastFusionLib.bundle.datalist import load_datalist
 from BreastFusionLib.bundle.report import write_model_report
 from BreastFusionLib.networks import build_classifier
-from BreastFusionLib.transforms import eval_transforms, train_transforms
+from BreastFusionLib.transform_config import eval_transforms, train_transforms
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"

@@ -14,7 +14,7 @@ from BreastFusionLib.inference import load_bundle
 from BreastFusionLib.inference.calibration import apply_temperature
 from BreastFusionLib.inference.heatmaps import MALIGNANT
 from BreastFusionLib.inference.runtime import prepare_network, run_model, warm_up
-from BreastFusionLib.transforms import eval_transforms
+from BreastFusionLib.transform_config import eval_transforms
 
 
 @pytest.fixture

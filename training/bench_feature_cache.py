@@ -34,7 +34,7 @@ from torch import nn
 
 from BreastFusionLib.bundle import load_datalist
 from BreastFusionLib.networks import build_classifier
-from BreastFusionLib.transforms import eval_transforms, train_transforms
+from BreastFusionLib.transform_config import eval_transforms, train_transforms
 
 
 def _split(backbone: str) -> tuple[nn.Module, callable, callable]:

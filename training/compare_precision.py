@@ -29,7 +29,7 @@ from BreastFusionLib.inference.case import FP32_NEAR_THRESHOLD
 from BreastFusionLib.inference.heatmaps import MALIGNANT
 from BreastFusionLib.inference.runtime import model_device, prepare_network
 from BreastFusionLib.precision import cpu_has_native_bf16
-from BreastFusionLib.transforms import eval_transforms
+from BreastFusionLib.transform_config import eval_transforms
 
 
 def probabilities(model, items: list[dict], bf16: bool, batch_size: int) -> list[float]:

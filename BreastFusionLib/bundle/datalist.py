@@ -27,15 +27,6 @@ _SOURCE_COLUMN = {"us": "us_image", "ct": "ct_image"}
 _CONTEXT_COLUMN = {"us": "us_context", "ct": "ct_context"}
 
 
-def default_bundle_root() -> str:
-    """The bundle folder: the current one if it holds ``configs/train.json``, else the repository's."""
-    here = Path.cwd()
-    for candidate in (here, here / "monai_bundle", Path(__file__).resolve().parents[2] / "monai_bundle"):
-        if (candidate / "configs" / "train.json").is_file():
-            return str(candidate)
-    return str(here)
-
-
 def manifest_paths(manifest: str | list[str] | tuple[str, ...]) -> list[str]:
     """One manifest path or several as a list (the bundle's ``--manifest "['a.csv','b.csv']"``)."""
     paths = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)

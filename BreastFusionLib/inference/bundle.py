@@ -28,8 +28,8 @@ from torch import nn
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.records import read_json, read_model_record
 from BreastFusionLib.networks import MODALITIES, build_classifier
+from BreastFusionLib.transform_config import REPOSITORY_CONFIGS
 
-REPOSITORY_CONFIGS = Path(__file__).resolve().parents[2] / "monai_bundle" / "configs"
 ARCHITECTURES = {"cbam_resnet50": "CBAM-ResNet-50", "cbam_efficientnet_lite0": "CBAM-EfficientNet-Lite0"}
 
 

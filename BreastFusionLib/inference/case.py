@@ -1,8 +1,9 @@
 """Predict one case from raw inputs with models loaded once: crops, calibrated probabilities, heat maps.
 
 The preprocessing is the training path: ``us_lesion_crop`` / ``ct_axial_crop`` with the same
-lesion-to-crop ratio and 300x300 size as ``cohort.prepare``, then ``transforms.inference_transforms``
-(8-bit quantisation like the training PNGs, resize to the model's ``spatial_size``).
+lesion-to-crop ratio and 300x300 size as ``cohort.prepare``, then the bundle's ``array_preprocessing``
+(``configs/inference.json``, read by ``transform_config.inference_transforms``: 8-bit quantisation like
+the training PNGs, then the training configs' resize to the model's ``spatial_size`` and stacking).
 
 Fusion with a missing modality: the fusion network treats an all-zero modality as absent (its
 branch's features are zeroed; training used modality dropout). When only US or only CT is given,
@@ -31,7 +32,8 @@ from BreastFusionLib.inference.runtime import model_device, run_model
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.points import LesionLocation, locate_lesion
 from BreastFusionLib.precision import autocast_dtype
-from BreastFusionLib.transforms import inference_transforms, modality_keys
+from BreastFusionLib.transform_config import inference_transforms
+from BreastFusionLib.transforms import modality_keys
 from BreastFusionLib.us.crop import us_lesion_crop
 from BreastFusionLib.us.io import USImage, load_us_image
 
@@ -99,11 +101,15 @@ def _models_to_run(bundle: Bundle, models, have: set[str]) -> list[str]:
     return list(models)
 
 
-def model_input(modality: str, crops: dict[str, LesionCrop], spatial_size: int) -> torch.Tensor:
-    """The network input (1, C, S, S); a missing fusion modality is an all-zero channel (what the network reads as absent)."""
+def model_input(modality: str, crops: dict[str, LesionCrop], spatial_size: int, configs: Path | None = None) -> torch.Tensor:
+    """The network input (1, C, S, S); a missing fusion modality is an all-zero channel (what the network reads as absent).
+
+    ``configs``: the bundle's configs folder, whose inference.json defines the preprocessing (None, or a
+    folder without it: the repository's; ``transform_config.serving_config``).
+    """
     data = {key: (crops[key].pixels if key in crops else np.zeros((DEFAULT_OUT_SIZE,) * 2, np.float32))
             for key in modality_keys(modality)}
-    return torch.as_tensor(inference_transforms(modality, spatial_size)(data)["image"])[None]
+    return torch.as_tensor(inference_transforms(modality, int(spatial_size), configs)(data)["image"])[None]
 
 
 def _heatmap_plan(heatmaps: bool | Collection[str], heatmap_models: Collection[str] | None,
@@ -220,7 +226,7 @@ def predict_case(
     for name in names:
         model = bundle.models[name]
         with _Timer(timings, f"preprocess_{name}"):
-            image = model_input(name, crops, model.spatial_size).to(model.device)
+            image = model_input(name, crops, model.spatial_size, bundle.root / "configs").to(model.device)
         present = [b for b in BRANCHES[name] if b in crops]
         if name == "fusion":
             channels = dict(zip(modality_keys(name), image[0]))
