@@ -187,6 +187,15 @@ def test_cmake_packages_every_breastfusionlib_file_the_module_needs():
     assert not missing, f"not packaged by BreastFusion/CMakeLists.txt: {sorted(missing)}"
 
 
+def test_cmake_packages_the_serving_config_where_breastfusionlib_looks_for_it():
+    from BreastFusionLib.transform_config import REPOSITORY_CONFIGS
+
+    config = re.search(r"set\(SERVING_CONFIG (\S+)\)", MODULE_CMAKE.read_text()).group(1)
+    assert (ROOT / config).is_file() and ROOT / config == REPOSITORY_CONFIGS / "inference.json"
+    # installed beside BreastFusionLib in the scripted-modules folder, as it lies beside it in the repository
+    assert REPOSITORY_CONFIGS.parent.parent == ROOT and "${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/${SERVING_CONFIG}" in MODULE_CMAKE.read_text()
+
+
 def test_cmake_lists_existing_resources_and_registers_tests():
     text = MODULE_CMAKE.read_text()
     resources = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", text, re.S).group(1).split()
