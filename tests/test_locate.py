@@ -146,6 +146,13 @@ def test_bad_values_are_clear_errors(case, capsys, tmp_path, extra, expected):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_point_in_the_air_is_a_clear_error(case, capsys):
+    _, synthetic, path = case
+    corner = synthetic.volume.ijk_to_ras_points(np.array([1.0, 1.0, 1.0]))  # inside the volume, outside the body
+    code, _, stderr = _run(["--ct", str(path), "--point", _point(corner)], capsys)
+    assert code == 1 and "lies outside the patient's body (in air" in stderr
+
+
 def test_a_png_or_a_missing_file_as_ct_is_a_clear_error(capsys, tmp_path):
     png = tmp_path / "slice.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
