@@ -35,6 +35,7 @@ from BreastFusionLib.inference import load_bundle, predict_case, write_outputs
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
 from BreastFusionLib.inference.heatmaps import BRANCHES, TARGET_LAYERS, HeatMaps, min_max, record_attention
 from BreastFusionLib.inference.outputs import jet
+from BreastFusionLib.localization.parsing import parse_clock
 from BreastFusionLib.networks import build_classifier
 from BreastFusionLib.synthetic.cohort import generate_cohort
 from BreastFusionLib.synthetic.dicom import fake_identity
@@ -169,6 +170,27 @@ def test_point_localization_mask_and_tta(bundle, case, tmp_path):
     _check_schema(result, out, case, {"us", "ct", "fusion"}, {"us", "ct"})
     assert result["localization"]["point_ras"] == pytest.approx([float(v) for v in case["ct_point_ras"].split(",")], abs=0.01)
     _assert_no_phi(out, case)
+
+
+def test_predict_case_locates_the_ct_lesion_as_breastfusion_locate_does(bundle, case, tmp_path, capsys):
+    """One lesion-location route: the same clock position gives the same mass in ``predict_case`` and ``locate``."""
+    ct = case["folder"] / case["ct_image"]
+    clock = (case["ct_side"], parse_clock(case["ct_clock"]), float(case["ct_distance_mm"]))
+    assert main(["locate", "--ct", str(ct), "--side", clock[0], "--clock", case["ct_clock"], "--distance",
+                 case["ct_distance_mm"], "--lesion-diameter", case["lesion_diameter_mm"], "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    record = json.loads((tmp_path / "localization.json").read_text())
+    result = predict_case(load_bundle(bundle, ["ct"]), ct=ct, clock=clock, models=["ct"], heatmaps=False,
+                          lesion_diameter_mm=float(case["lesion_diameter_mm"]))
+    location = result.location
+    assert record["proposal"]["point_ras_mm"] == pytest.approx(location.point_ras, abs=0.01)
+    assert record["proposal"]["recomputed"] == {"side": location.side, "clock_hour": round(location.clock_hour, 3),
+                                                "clock": record["proposal"]["recomputed"]["clock"],
+                                                "distance_mm": round(location.distance_mm, 1)}
+    box = result.crops["ct"].box
+    assert record["crop"]["slice_index_k"] == result.crops["ct"].slice_index
+    assert record["crop"]["box_rows_cols"] == {"center_row": box.center_row, "center_col": box.center_col,
+                                               "side_rows": box.side_rows, "side_cols": box.side_cols}
 
 
 def test_us_only_fusion_reports_missing_ct(bundle, case, tmp_path):

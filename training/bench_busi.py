@@ -18,7 +18,7 @@ time per fold. Folds already finished are reused (delete their folder to redo th
     python training/bench_busi.py cv --dataset /tmp/busi --out runs/bench_busi --tag overlays_removed \
         --options lite0_last_stage,lite0_frozen,resnet50_scratch,resnet50_imagenet [--resnet50-weights resnet50.pth]
     # shortcut check: overlays kept (prepare_busi.py --keep-overlays), and the lesion blanked out
-    python training/prepare_busi.py /work/shared/data/BUSI /tmp/busi_overlays --keep-overlays
+    python training/prepare_busi.py ../shared/data/BUSI /tmp/busi_overlays --keep-overlays
     python training/bench_busi.py blank --dataset /tmp/busi --out /tmp/busi_blanked
     python training/bench_busi.py cv --dataset /tmp/busi_overlays --out runs/bench_busi --tag overlays_kept --options lite0_last_stage
     python training/bench_busi.py cv --dataset /tmp/busi_blanked --out runs/bench_busi --tag lesion_blanked --options lite0_last_stage

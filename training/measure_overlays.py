@@ -15,7 +15,7 @@ normal; mask files skipped) and prints, per class:
 
 It also writes a before/after figure (rows: original, overlay mask in red, cleaned image).
 
-    .venv/bin/python training/measure_overlays.py /work/shared/data/BUSI --figure docs/figures/overlay_examples.png
+    .venv/bin/python training/measure_overlays.py ../shared/data/BUSI --figure docs/figures/overlay_examples.png
 """
 
 from __future__ import annotations

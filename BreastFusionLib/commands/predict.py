@@ -9,14 +9,13 @@ heat maps in original image coordinates (``maps/*.npy``), overlay PNGs and a sel
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from BreastFusionLib.commands.ct_options import add_ct_options
+from BreastFusionLib.commands.ct_options import add_ct_options, add_lesion_diameter_option, lesion_diameter_mm
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
@@ -41,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     lesion.add_argument("--us-box", help="US lesion box 'x0,y0,x1,y1' in pixels (x = column, y = row)")
     lesion.add_argument("--us-mask", help="US lesion mask image (non-zero = lesion), same size as the US image")
     add_ct_options(parser)
-    parser.add_argument("--lesion-diameter", help="lesion diameter in mm for the CT crop (default 20)")
+    add_lesion_diameter_option(parser)
     parser.add_argument("--spatial-size", type=int, help="network input size, when the bundle has no configs/ with it")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over horizontal/vertical flips")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip attention and Grad-CAM maps (faster)")
@@ -53,18 +52,6 @@ def _box(text: str) -> tuple[float, float, float, float]:
     if match is None:
         raise UserInputError(f"--us-box {text!r} is not valid: use four pixel numbers 'x0,y0,x1,y1'")
     return tuple(float(v) for v in match.groups())
-
-
-def _diameter(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(str(text).lower().removesuffix("mm").strip())
-    except ValueError:
-        raise UserInputError(f"--lesion-diameter {text!r} is not a number of mm") from None
-    if not (math.isfinite(value) and 0 < value <= 150):
-        raise UserInputError(f"--lesion-diameter {text!r} must be a lesion diameter in mm, above 0 and at most 150")
-    return value
 
 
 def checked_models(names: list[str] | None, bundle_dir: Path, have: set[str]) -> list[str]:
@@ -124,7 +111,7 @@ def parse_case(args: argparse.Namespace) -> CaseRequest:
                               Path(args.bundle), have),
         us=args.us, us_box=_box(args.us_box) if args.us_box else None, us_mask=args.us_mask, ct=args.ct,
         series_uid=args.series_uid, point=parse_point(args.point, "--point") if args.point is not None else None,
-        clock=clock, lesion_diameter_mm=_diameter(args.lesion_diameter), heatmaps=not args.no_heatmaps, tta=args.tta,
+        clock=clock, lesion_diameter_mm=lesion_diameter_mm(args), heatmaps=not args.no_heatmaps, tta=args.tta,
         out=out)
 
 

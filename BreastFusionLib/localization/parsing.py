@@ -1,9 +1,11 @@
-"""Parse what a radiologist types (breast side, clock position, distance from the nipple) and format clock hours back."""
+"""Parse what a radiologist types (breast side, clock position, distance from the nipple) and format clock hours and points back."""
 
 from __future__ import annotations
 
 import math
 import re
+
+import numpy as np
 
 from BreastFusionLib.errors import UserInputError
 
@@ -38,6 +40,11 @@ def format_clock(hour: float) -> str:
     total = int(round(hour * 60.0)) % 720
     hours, minutes = divmod(total, 60)
     return f"{hours or 12}:{minutes:02d}"
+
+
+def format_point(values, digits: int = 1) -> str:
+    """A point or voxel index as '(x, y, z)' with ``digits`` decimals, as messages and the terminal show it."""
+    return "(" + ", ".join(f"{v:.{digits}f}" for v in np.asarray(values, float)) + ")"
 
 
 def parse_distance_mm(text: str) -> float:

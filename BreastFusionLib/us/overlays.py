@@ -37,6 +37,8 @@ values. The fill carries no speckle texture, so a large filled area looks smooth
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -352,21 +354,21 @@ def cross_mask(grey: np.ndarray, tophat: np.ndarray) -> np.ndarray:
     return out
 
 
-def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
-    """Small, thin, near-white structures that stand out from their surroundings (text, calipers).
+@dataclass
+class _Marks:
+    """Components of bright thin pixels (``labels`` 1..``count``; index 0 is background) and, per
+    component, whether it is kept and which weaker tests it passed."""
 
-    Primary marks are ``+``-shaped structures (:func:`cross_mask`) and connected components seeded
-    by a strong near-white top-hat response that pass the size, shape and ring-contrast tests.
-    Weaker candidates (dots of dotted lines, digits and calipers on brighter tissue) are added when
-    they are chained, each within ``REACH`` px of the next, to a primary mark. Finally a component
-    with no other mark within ``REACH`` px is dropped unless it is compact or very contrasted.
-    """
-    grey = np.asarray(grey, dtype=np.float32)
-    tophat = grey - ndimage.grey_opening(grey, size=(TOPHAT_SIZE, TOPHAT_SIZE))
-    crosses = cross_mask(grey, tophat)
-    seeds = (grey >= SEED_LEVEL) & (tophat >= SEED_TOPHAT)
-    if not (seeds.any() or crosses.any()):
-        return np.zeros(grey.shape, bool)
+    labels: np.ndarray
+    count: int
+    keep: np.ndarray  # primary marks (and, after the steps below, every accepted mark)
+    near_only: np.ndarray  # secondary marks: accepted when chained to a primary mark
+    faint: np.ndarray  # faint marks: accepted within REACH px of an accepted mark
+    lone_ok: np.ndarray  # compact or very contrasted: may stand alone
+
+
+def _classify_components(grey: np.ndarray, tophat: np.ndarray, seeds: np.ndarray, crosses: np.ndarray) -> _Marks:
+    """Label the bright thin pixels grown from ``seeds`` and test each component (size, shape, ring contrast)."""
     grow = seeds | ((grey >= GROW_LEVEL) & (tophat >= GROW_TOPHAT))
     labels, count = ndimage.label(grow, structure=_EIGHT)
     seeded = _component_flags(labels, seeds, count)
@@ -390,28 +392,61 @@ def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
     near_only = measured & ~keep & (dot | near)
     faint = (measured & ~keep & ~near_only & shaped & (area <= FAINT_MAX_AREA) & (peak >= FAINT_LEVEL)
              & (top >= FAINT_TOPHAT) & (contrast >= FAINT_CONTRAST))
-    if not (keep.any() or crosses.any()):
-        return np.zeros(grey.shape, bool)
-    # Chains of components, each within REACH px of the next.
-    radius = REACH // 2
-    disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
-    if near_only.any():
-        marks = keep[labels] | crosses
-        groups, _ = ndimage.label(_dilate(marks | near_only[labels], disk), structure=_EIGHT)
-        anchored = _component_flags(groups, marks, int(groups.max()))
-        keep |= near_only & _component_flags(labels, anchored[groups], count)
-    if faint.any():
-        # Faint candidates (digits next to calipers on bright tissue): one step only, no chaining.
-        near_marks = _dilate(keep[labels] | crosses, disk, iterations=2)
-        keep |= faint & _component_flags(labels, near_marks, count)
-    # A mark standing alone must be compact or very contrasted (tissue specular segments are neither).
-    kept = keep[labels]
+    return _Marks(labels, count, keep, near_only, faint, lone_ok)
+
+
+def _accept_chained(marks: _Marks, crosses: np.ndarray, disk: np.ndarray) -> None:
+    """Accept the secondary marks linked to a primary mark by a chain of components, each within REACH px of the next."""
+    if not marks.near_only.any():
+        return
+    primary = marks.keep[marks.labels] | crosses
+    groups, _ = ndimage.label(_dilate(primary | marks.near_only[marks.labels], disk), structure=_EIGHT)
+    anchored = _component_flags(groups, primary, int(groups.max()))
+    marks.keep |= marks.near_only & _component_flags(marks.labels, anchored[groups], marks.count)
+
+
+def _accept_faint(marks: _Marks, crosses: np.ndarray, disk: np.ndarray) -> None:
+    """Accept faint marks (digits next to calipers on bright tissue) within REACH px of an accepted mark: one step, no chaining."""
+    if not marks.faint.any():
+        return
+    near_marks = _dilate(marks.keep[marks.labels] | crosses, disk, iterations=2)
+    marks.keep |= marks.faint & _component_flags(marks.labels, near_marks, marks.count)
+
+
+def _drop_lone(marks: _Marks, crosses: np.ndarray, disk: np.ndarray) -> None:
+    """Drop a mark standing alone unless it is compact or very contrasted (tissue specular segments are neither)."""
+    kept = marks.keep[marks.labels]
     groups, group_count = ndimage.label(_dilate(kept | crosses, disk), structure=_EIGHT)
-    pairs = np.unique(np.stack([groups[kept], labels[kept]]), axis=1)
+    pairs = np.unique(np.stack([groups[kept], marks.labels[kept]]), axis=1)
     members = np.bincount(pairs[0], minlength=group_count + 1)
     lone = pairs[1][members[pairs[0]] == 1]
-    keep[lone[~lone_ok[lone]]] = False
-    return keep[labels] | crosses
+    marks.keep[lone[~marks.lone_ok[lone]]] = False
+
+
+def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
+    """Small, thin, near-white structures that stand out from their surroundings (text, calipers).
+
+    Primary marks are ``+``-shaped structures (:func:`cross_mask`) and connected components seeded
+    by a strong near-white top-hat response that pass the size, shape and ring-contrast tests.
+    Weaker candidates (dots of dotted lines, digits and calipers on brighter tissue) are added when
+    they are chained, each within ``REACH`` px of the next, to a primary mark. Finally a component
+    with no other mark within ``REACH`` px is dropped unless it is compact or very contrasted.
+    """
+    grey = np.asarray(grey, dtype=np.float32)
+    tophat = grey - ndimage.grey_opening(grey, size=(TOPHAT_SIZE, TOPHAT_SIZE))
+    crosses = cross_mask(grey, tophat)
+    seeds = (grey >= SEED_LEVEL) & (tophat >= SEED_TOPHAT)
+    if not (seeds.any() or crosses.any()):
+        return np.zeros(grey.shape, bool)
+    marks = _classify_components(grey, tophat, seeds, crosses)
+    if not (marks.keep.any() or crosses.any()):
+        return np.zeros(grey.shape, bool)
+    radius = REACH // 2
+    disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
+    _accept_chained(marks, crosses, disk)
+    _accept_faint(marks, crosses, disk)
+    _drop_lone(marks, crosses, disk)
+    return marks.keep[marks.labels] | crosses
 
 
 def find_overlays(image: np.ndarray) -> np.ndarray:
