@@ -1,8 +1,8 @@
 """BreastFusion: benign vs malignant breast masses from ultrasound, chest CT, or both fused (3D Slicer module).
 
 This file is only GUI and MRML <-> numpy glue. Every computation (nipple detection, clock-face
-geometry, mass proposal, lesion crops, previews, heat-map display windows, dependency checks,
-inference) lives in the Slicer-free ``BreastFusionLib`` package, tested with pytest outside Slicer.
+geometry and mass proposal through ``LesionLocator``, lesion crops, previews, heat-map captions,
+dependency checks, inference) lives in the Slicer-free ``BreastFusionLib`` package, tested with pytest outside Slicer.
 Inference runs in one long-lived background ``PythonSlicer`` process (``Resources/inference_worker.py``,
 driven through ``BreastFusionLib.serving.client``) that loads and warms the models once, so the GUI
 never freezes, later runs are fast, and Cancel stops the whole process tree.
@@ -343,9 +343,9 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onFindMass(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to find the mass."), waitCursor=True):
-            proposal = self.logic.findMass(self._parameterNode)
+            location = self.logic.findMass(self._parameterNode)
             self.ui.statusLabel.text = _("{message} (score {score:.2f}: check the point and move it if needed)").format(
-                message=proposal.message, score=proposal.score)
+                message=location.message, score=location.score)
             self._onMarkupMoved()
 
     def onPreviewCrops(self) -> None:
@@ -597,9 +597,9 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
 
     def detectNipples(self, parameterNode: BreastFusionParameterNode) -> Dict:
         """Find both nipples on the CT (most anterior skin point of each breast) and place the nipple points."""
-        from BreastFusionLib.localization.nipples import find_nipples
+        from BreastFusionLib.localization.points import LesionLocator
 
-        results = find_nipples(self.ctVolumeFromNode(parameterNode.ctVolume))
+        results = LesionLocator(self.ctVolumeFromNode(parameterNode.ctVolume)).nipples
         for side, color in (("right", (1.0, 0.5, 0.0)), ("left", (0.0, 0.7, 1.0))):
             result = results[side]
             if not result.found:
@@ -618,19 +618,23 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         return point
 
     def findMass(self, parameterNode: BreastFusionParameterNode):
-        """Propose the mass centre in the reported sector (side, clock, distance) and place the mass point there."""
+        """Propose the mass centre in the reported sector (side, clock, distance) from the panel's nipple point of
+        that side, by the route ``breastfusion locate`` and ``predict`` take (``LesionLocator``), and place the
+        mass point there; returns the ``LesionLocation``."""
         from BreastFusionLib.localization.clock import ClockPosition
-        from BreastFusionLib.localization.mass import propose_mass
         from BreastFusionLib.localization.parsing import parse_clock, parse_side
+        from BreastFusionLib.localization.points import LesionLocator
 
         side = parse_side(parameterNode.side)
         position = ClockPosition(side, parse_clock(parameterNode.clock), float(parameterNode.distanceMm))
-        proposal = propose_mass(self.ctVolumeFromNode(parameterNode.ctVolume), self._nipple(parameterNode, side), position)
+        locator = LesionLocator(self.ctVolumeFromNode(parameterNode.ctVolume), side, self._nipple(parameterNode, side),
+                                "the panel's nipple point")
+        location = locator.from_clock(position)
         node = self._markupsNode(parameterNode.massPoint, "Mass", (1.0, 0.1, 0.1))
-        self._setPoint(node, proposal.point_ras, "Mass")
+        self._setPoint(node, location.point_ras, "Mass")
         parameterNode.massPoint = node
-        slicer.modules.markups.logic().JumpSlicesToLocation(*[float(v) for v in proposal.point_ras], True)
-        return proposal
+        slicer.modules.markups.logic().JumpSlicesToLocation(*[float(v) for v in location.point_ras], True)
+        return location
 
     def updateClockFromMass(self, parameterNode: BreastFusionParameterNode) -> Optional[str]:
         """Side, clock and distance of the mass point from the nipples, into the parameter node, by the same
@@ -1006,9 +1010,9 @@ class BreastFusionTest(ScriptedLoadableModuleTest):
             self.assertLess(float(np.linalg.norm(logic._point(getattr(p, side + "Nipple")) - truth)), 10.0)
 
         self.delayDisplay("Finding the mass from its clock position")
-        proposal = logic.findMass(p)
+        location = logic.findMass(p)
         truth = np.array([float(v) for v in case["ct_point_ras"].split(",")])
-        self.assertLess(float(np.linalg.norm(proposal.point_ras - truth)), 15.0, proposal.message)
+        self.assertLess(float(np.linalg.norm(location.point_ras - truth)), 15.0, location.message)
         description = logic.updateClockFromMass(p)
         self.assertIn(case["ct_side"].capitalize(), description)
 
