@@ -183,74 +183,93 @@ def predict_case(
     images: dict[str, np.ndarray] = {}
     location = None
     if us_image is not None:
-        if not isinstance(us_image, USImage):
-            with _Timer(timings, "load_us"):
-                us_image = load_us_image(us_image)
-        if us_mask is not None and tuple(np.shape(us_mask)) != us_image.shape:
-            raise UserInputError(f"the lesion mask is {np.shape(us_mask)[0]}x{np.shape(us_mask)[1]} pixels, "
-                                 f"the US image {us_image.shape[0]}x{us_image.shape[1]}: they must match")
-        if us_mask is not None and not np.any(us_mask):
-            raise UserInputError("the US lesion mask is empty: no pixel marks the lesion")
-        with _Timer(timings, "crop_us"):
-            crops["us"] = us_lesion_crop(us_image, mask=us_mask, box=us_box, lesion_fraction=DEFAULT_LESION_FRACTION,
-                                         out_size=DEFAULT_OUT_SIZE)
-        images["us"] = us_image.grey()
+        crops["us"], images["us"] = _us_crop(us_image, us_box, us_mask, timings)
     elif us_box is not None or us_mask is not None:
         raise UserInputError("a US lesion box or mask was given without a US image")
     if ct is not None:
-        if not isinstance(ct, CTVolume):
-            with _Timer(timings, "load_ct"):
-                ct = load_ct(ct)
-        if isinstance(clock, tuple):
-            clock = ClockPosition(*clock)
-        if ct_point is None and clock is None:
-            raise UserInputError("the CT lesion needs a point (x,y,z RAS mm) or side + clock + distance from the nipple")
-        with _Timer(timings, "localize_ct"):
-            location = locate_lesion(ct, point_ras=ct_point, position=clock if ct_point is None else None,
-                                     side=clock.side if clock is not None else None)
-        with _Timer(timings, "crop_ct"):
-            crops["ct"] = ct_axial_crop(ct, location.point_ras, lesion_diameter_mm=lesion_diameter_mm,
-                                        lesion_fraction=DEFAULT_LESION_FRACTION, out_size=DEFAULT_OUT_SIZE)
-        images["ct"] = apply_window(ct.hu[crops["ct"].slice_index])
+        crops["ct"], images["ct"], location = _ct_crop(ct, ct_point, clock, lesion_diameter_mm, timings)
         if location.message:
             notes.append(location.message)
     elif ct_point is not None or clock is not None:
         raise UserInputError("a CT lesion point or clock position was given without a CT")
-
-    results: dict[str, ModelResult] = {}
-    maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    crop_maps: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    explained: dict[str, int] = {}
+    result = CaseResult({}, crops, images, location, timings_s=timings, notes=notes)
     names = _models_to_run(bundle, models, set(crops))
     plan = _heatmap_plan(heatmaps, heatmap_models, names)
     for name in names:
-        model = bundle.models[name]
-        with _Timer(timings, f"preprocess_{name}"):
-            image = model_input(name, crops, model.spatial_size, bundle.root / "configs").to(model.device)
-        present = [b for b in BRANCHES[name] if b in crops]
-        if name == "fusion":
-            channels = dict(zip(modality_keys(name), image[0]))
-            for branch in present:
-                if not channels[branch].any():
-                    notes.append(f"the {branch} crop is entirely black after windowing: the fusion model treats it as missing")
-            present = [b for b in present if channels[b].any()]
-        missing = next((b for b in BRANCHES[name] if b not in present), None) if name == "fusion" else None
-        kinds = plan[name]
-        if kinds and model.torchscript:
-            notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
-            kinds = ()
-        with _Timer(timings, f"forward_{name}"):  # with Grad-CAM: its backward pass to the last stage too
-            raw, network_maps, explained_class = _malignancy(model, image, present, kinds, tta, class_index, precision)
-        probability = apply_temperature(raw, model.temperature)
-        threshold = apply_temperature(model.threshold, model.temperature)
-        results[name] = ModelResult(probability, threshold, "malignant" if probability >= threshold else "benign",
-                                    missing, raw, model.threshold, model.temperature)
-        if not kinds:
-            continue
-        if explained_class is not None:
-            explained[name] = explained_class
-        with _Timer(timings, f"heatmaps_{name}"):
-            crop_maps[name] = crop_heatmaps(network_maps, DEFAULT_OUT_SIZE)
-            maps[name] = {branch: {kind: to_image(heat, crops[branch].box, images[branch].shape[:2])
-                                   for kind, heat in branch_maps.items()} for branch, branch_maps in crop_maps[name].items()}
-    return CaseResult(results, crops, images, location, maps, crop_maps, explained, timings, notes)
+        _run_one_model(bundle, name, plan[name], result, tta, class_index, precision)
+    return result
+
+
+def _us_crop(us_image: USImage | str | Path, us_box, us_mask, timings: dict[str, float]) -> tuple[LesionCrop, np.ndarray]:
+    """The US lesion crop (from the box or mask) and the grey image it was cut from."""
+    if not isinstance(us_image, USImage):
+        with _Timer(timings, "load_us"):
+            us_image = load_us_image(us_image)
+    if us_mask is not None and tuple(np.shape(us_mask)) != us_image.shape:
+        raise UserInputError(f"the lesion mask is {np.shape(us_mask)[0]}x{np.shape(us_mask)[1]} pixels, "
+                             f"the US image {us_image.shape[0]}x{us_image.shape[1]}: they must match")
+    if us_mask is not None and not np.any(us_mask):
+        raise UserInputError("the US lesion mask is empty: no pixel marks the lesion")
+    with _Timer(timings, "crop_us"):
+        crop = us_lesion_crop(us_image, mask=us_mask, box=us_box, lesion_fraction=DEFAULT_LESION_FRACTION,
+                              out_size=DEFAULT_OUT_SIZE)
+    return crop, us_image.grey()
+
+
+def _ct_crop(ct: CTVolume | str | Path, ct_point, clock, lesion_diameter_mm: float | None,
+             timings: dict[str, float]) -> tuple[LesionCrop, np.ndarray, LesionLocation]:
+    """The CT lesion located (``locate_lesion``) and cropped, and the windowed axial slice through it."""
+    if not isinstance(ct, CTVolume):
+        with _Timer(timings, "load_ct"):
+            ct = load_ct(ct)
+    if isinstance(clock, tuple):
+        clock = ClockPosition(*clock)
+    if ct_point is None and clock is None:
+        raise UserInputError("the CT lesion needs a point (x,y,z RAS mm) or side + clock + distance from the nipple")
+    with _Timer(timings, "localize_ct"):
+        location = locate_lesion(ct, point_ras=ct_point, position=clock if ct_point is None else None,
+                                 side=clock.side if clock is not None else None)
+    with _Timer(timings, "crop_ct"):
+        crop = ct_axial_crop(ct, location.point_ras, lesion_diameter_mm=lesion_diameter_mm,
+                             lesion_fraction=DEFAULT_LESION_FRACTION, out_size=DEFAULT_OUT_SIZE)
+    return crop, apply_window(ct.hu[crop.slice_index]), location
+
+
+def _present_branches(name: str, image: torch.Tensor, crops: dict[str, LesionCrop], notes: list[str]) -> list[str]:
+    """The branches of model ``name`` that have a crop; for fusion, an all-black crop counts as missing (noted)."""
+    present = [b for b in BRANCHES[name] if b in crops]
+    if name != "fusion":
+        return present
+    channels = dict(zip(modality_keys(name), image[0]))
+    for branch in present:
+        if not channels[branch].any():
+            notes.append(f"the {branch} crop is entirely black after windowing: the fusion model treats it as missing")
+    return [b for b in present if channels[b].any()]
+
+
+def _run_one_model(bundle: Bundle, name: str, kinds: tuple[str, ...], result: CaseResult, tta: bool,
+                   class_index: int | None, precision: str) -> None:
+    """Model ``name`` on the case's crops: its calibrated answer and, for ``kinds``, its heat maps, into ``result``."""
+    model, timings, crops = bundle.models[name], result.timings_s, result.crops
+    with _Timer(timings, f"preprocess_{name}"):
+        image = model_input(name, crops, model.spatial_size, bundle.root / "configs").to(model.device)
+    present = _present_branches(name, image, crops, result.notes)
+    missing = next((b for b in BRANCHES[name] if b not in present), None) if name == "fusion" else None
+    if kinds and model.torchscript:
+        result.notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
+        kinds = ()
+    with _Timer(timings, f"forward_{name}"):  # with Grad-CAM: its backward pass to the last stage too
+        raw, network_maps, explained = _malignancy(model, image, present, kinds, tta, class_index, precision)
+    probability = apply_temperature(raw, model.temperature)
+    threshold = apply_temperature(model.threshold, model.temperature)
+    result.models[name] = ModelResult(probability, threshold, "malignant" if probability >= threshold else "benign",
+                                      missing, raw, model.threshold, model.temperature)
+    if not kinds:
+        return
+    if explained is not None:
+        result.heatmap_class[name] = explained
+    with _Timer(timings, f"heatmaps_{name}"):
+        result.crop_heatmaps[name] = crop_heatmaps(network_maps, DEFAULT_OUT_SIZE)
+        result.heatmaps[name] = {branch: {kind: to_image(heat, crops[branch].box, result.images[branch].shape[:2])
+                                          for kind, heat in branch_maps.items()}
+                                 for branch, branch_maps in result.crop_heatmaps[name].items()}
