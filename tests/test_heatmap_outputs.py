@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from BreastFusionLib.crop import CropBox, LesionCrop
-from BreastFusionLib.inference.bundle import Bundle, LoadedModel
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle, LoadedModel
 from BreastFusionLib.inference.case import CaseResult, ModelResult
 from BreastFusionLib.inference.heatmaps import to_image
 from BreastFusionLib.inference.outputs import (CONTEXT_PX, blend, map_lines, heatmap_figure, write_outputs)
@@ -18,7 +18,7 @@ from BreastFusionLib.inference.outputs import (CONTEXT_PX, blend, map_lines, hea
 CROP = 300
 
 
-def _case(tmp_path: Path, flat: bool = False) -> tuple[CaseResult, Bundle]:
+def _case(tmp_path: Path, flat: bool = False) -> tuple[CaseResult, LoadedBundle]:
     """A US-only case of a 600x800 image whose 150-pixel crop square lies near a corner, with made-up maps."""
     rng = np.random.default_rng(0)
     image = rng.random((600, 800)).astype(np.float32)
@@ -36,7 +36,7 @@ def _case(tmp_path: Path, flat: bool = False) -> tuple[CaseResult, Bundle]:
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"weights")
     loaded = LoadedModel("us", None, 0.5, 1.0, 224, checkpoint, "0" * 64, "cbam_efficientnet_lite0")
-    return result, Bundle(tmp_path, "0.1.0", {"us": loaded})
+    return result, LoadedBundle(tmp_path, "0.1.0", {"us": loaded})
 
 
 def test_each_map_is_drawn_over_its_whole_crop_beside_a_small_context_view(tmp_path):

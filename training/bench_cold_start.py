@@ -51,7 +51,7 @@ def child(args: argparse.Namespace) -> None:
     precision, onednn, warm, _ = CONFIGURATIONS[args.child]
     torch.backends.mkldnn.enabled = onednn
     from BreastFusionLib.cohort.manifest import load_manifest
-    from BreastFusionLib.inference.bundle import load_bundle
+    from BreastFusionLib.inference.loaded_bundle import load_bundle
     from BreastFusionLib.inference.case import predict_case
     from BreastFusionLib.inference.runtime import warm_up
     from BreastFusionLib.synthetic.cohort import read_case

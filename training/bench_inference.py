@@ -41,7 +41,7 @@ import torch
 from BreastFusionLib.cohort.manifest import load_manifest
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference import case as case_module
-from BreastFusionLib.inference.bundle import Bundle, load_bundle
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle, load_bundle
 from BreastFusionLib.inference.case import model_input, predict_case
 from BreastFusionLib.inference.heatmaps import BRANCHES
 from BreastFusionLib.inference.runtime import run_model
@@ -90,7 +90,7 @@ def _variants(network: torch.nn.Module, example: torch.Tensor, bf16: bool) -> di
     return variants
 
 
-def untrained(bundle: Bundle, backbone: str) -> None:
+def untrained(bundle: LoadedBundle, backbone: str) -> None:
     """Replace every network of ``bundle`` by an untrained ``backbone`` one, with threshold 1 (sizes are kept)."""
     torch.manual_seed(0)
     for name, model in bundle.models.items():
@@ -105,7 +105,7 @@ def _cases(args) -> list[tuple]:
         return [(*read_case(row), row["lesion_diameter_mm"]) for row in rows]
 
 
-def _stage_medians(bundle: Bundle, cases: list[tuple], precision: str) -> tuple[dict[str, float], float]:
+def _stage_medians(bundle: LoadedBundle, cases: list[tuple], precision: str) -> tuple[dict[str, float], float]:
     """Median ms per ``predict_case`` stage and of the full case, after one discarded warm-up case."""
     stages: dict[str, list[float]] = {}
     totals = []

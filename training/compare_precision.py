@@ -23,7 +23,7 @@ from monai.data import DataLoader, Dataset
 
 from BreastFusionLib.bundle.datalist import load_datalist
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.calibration import apply_temperature
 from BreastFusionLib.inference.case import FP32_NEAR_THRESHOLD
 from BreastFusionLib.inference.heatmaps import MALIGNANT

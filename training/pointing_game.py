@@ -35,7 +35,7 @@ from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, bundle_record, markdown_rows, model_maps,
                                                  us_crop_pair)
-from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.heatmaps import BRANCHES, model_heatmaps
 from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
 

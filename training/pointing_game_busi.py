@@ -32,7 +32,7 @@ from BreastFusionLib.crop import DEFAULT_LESION_FRACTION
 from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, bundle_record, markdown_rows,
                                                  model_maps, us_crop_pair)
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.heatmaps import TARGET_LAYERS, model_heatmaps
 from BreastFusionLib.us.io import load_lesion_mask, load_us_image
 

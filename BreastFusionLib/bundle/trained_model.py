@@ -1,7 +1,7 @@
 """What evaluating needs to know about a trained model, read from the model and its records, never guessed.
 
 - ``models/<m>/model_settings.json``, written when training starts: ``backbone`` and ``spatial_size``;
-- the checkpoint's parameter names, which show its backbone (``inference.bundle.checkpoint_backbone``);
+- the checkpoint's parameter names, which show its backbone (``inference.loaded_bundle.checkpoint_backbone``);
 - ``runs/<m>/metrics.json``, written by the evaluation on the training run's own validation split:
   the operating threshold and calibration temperature (``inference.records``), which an evaluation
   on another data set uses unchanged.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from BreastFusionLib.bundle.checkpoints import exit_on_user_error
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import ARCHITECTURES, checkpoint_backbone, read_state_dict
+from BreastFusionLib.inference.loaded_bundle import ARCHITECTURES, checkpoint_backbone, read_state_dict
 from BreastFusionLib.inference.records import ModelRecord, read_json, read_model_record
 
 SETTINGS_FILE = "model_settings.json"

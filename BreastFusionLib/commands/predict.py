@@ -19,7 +19,7 @@ from BreastFusionLib.commands.ct_options import add_ct_options, add_lesion_diame
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import Bundle, load_bundle
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle, load_bundle
 from BreastFusionLib.inference.case import CaseResult, default_models, predict_case
 from BreastFusionLib.inference.outputs import DISCLAIMER, write_outputs
 from BreastFusionLib.localization.clock import ClockPosition
@@ -115,7 +115,7 @@ def parse_case(args: argparse.Namespace) -> CaseRequest:
         out=out)
 
 
-def predict_into(bundle: Bundle, case: CaseRequest) -> CaseResult:
+def predict_into(bundle: LoadedBundle, case: CaseRequest) -> CaseResult:
     """Load the case's images, predict with the loaded ``bundle`` and write every output into ``case.out``."""
     us_image = load_us_image(case.us) if case.us is not None else None
     mask = load_lesion_mask([case.us_mask], us_image.shape) if case.us_mask else None

@@ -7,10 +7,10 @@ maps, overlays and report.html. See docs/INFERENCE.md. Nothing here imports trai
 statistics or plotting code: this is what the 3D Slicer worker runs.
 """
 
-from BreastFusionLib.inference.bundle import Bundle, LoadedModel, load_bundle
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle, LoadedModel, load_bundle
 from BreastFusionLib.inference.calibration import apply_temperature, fit_temperature
 from BreastFusionLib.inference.case import CaseResult, ModelResult, predict_case
 from BreastFusionLib.inference.outputs import write_outputs
 
-__all__ = ["Bundle", "CaseResult", "LoadedModel", "ModelResult", "apply_temperature", "fit_temperature", "load_bundle",
+__all__ = ["CaseResult", "LoadedBundle", "LoadedModel", "ModelResult", "apply_temperature", "fit_temperature", "load_bundle",
            "predict_case", "write_outputs"]

@@ -25,7 +25,7 @@ from BreastFusionLib.ct.crop import apply_window, ct_axial_crop
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import Bundle, LoadedModel
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle, LoadedModel
 from BreastFusionLib.inference.calibration import apply_temperature
 from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, crop_heatmaps, to_image
 from BreastFusionLib.inference.runtime import model_device, run_model
@@ -87,7 +87,7 @@ def default_models(candidates, have: set[str]) -> list[str]:
     return [m for m in candidates if (bool(have) if m == "fusion" else m in have)]
 
 
-def _models_to_run(bundle: Bundle, models, have: set[str]) -> list[str]:
+def _models_to_run(bundle: LoadedBundle, models, have: set[str]) -> list[str]:
     """``models`` checked against the inputs; by default every loaded model the inputs allow."""
     if models is None:
         return default_models(bundle.models, have)
@@ -149,7 +149,7 @@ def _malignancy(model: LoadedModel, image: torch.Tensor, branches: list[str], ki
 
 
 def predict_case(
-    bundle: Bundle,
+    bundle: LoadedBundle,
     us_image: USImage | str | Path | None = None,
     us_box: tuple[float, float, float, float] | None = None,
     us_mask: np.ndarray | None = None,
@@ -247,7 +247,7 @@ def _present_branches(name: str, image: torch.Tensor, crops: dict[str, LesionCro
     return [b for b in present if channels[b].any()]
 
 
-def _run_one_model(bundle: Bundle, name: str, kinds: tuple[str, ...], result: CaseResult, tta: bool,
+def _run_one_model(bundle: LoadedBundle, name: str, kinds: tuple[str, ...], result: CaseResult, tta: bool,
                    class_index: int | None, precision: str) -> None:
     """Model ``name`` on the case's crops: its calibrated answer and, for ``kinds``, its heat maps, into ``result``."""
     model, timings, crops = bundle.models[name], result.timings_s, result.crops

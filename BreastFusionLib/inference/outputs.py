@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from BreastFusionLib.crop import CropBox
 from BreastFusionLib.display import save_grey_png, to_uint8
-from BreastFusionLib.inference.bundle import Bundle
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle
 from BreastFusionLib.inference.case import CaseResult
 from BreastFusionLib.inference.report_html import write_report_html
 from BreastFusionLib.localization.parsing import format_clock
@@ -141,7 +141,7 @@ def _localization(result: CaseResult) -> dict | None:
     }
 
 
-def measured_hit_rates(bundle: Bundle, model: str) -> dict | None:
+def measured_hit_rates(bundle: LoadedBundle, model: str) -> dict | None:
     """The pointing game of ``model`` saved in the bundle (``runs/<model>/pointing_game.json``), or None."""
     path = bundle.root / "runs" / model / POINTING_GAME_FILE
     return json.loads(path.read_text()) if path.is_file() else None
@@ -153,7 +153,7 @@ def _explained(result: CaseResult, model: str) -> str | None:
     return None if index is None else CLASS_NAMES[index]
 
 
-def heatmap_info(result: CaseResult, bundle: Bundle) -> dict:
+def heatmap_info(result: CaseResult, bundle: LoadedBundle) -> dict:
     """Per model, crop and kind: what the map shows, the class it explains, whether it is flat, its measured hit rate."""
     info = {}
     for model, branches in result.crop_heatmaps.items():
@@ -170,7 +170,7 @@ def heatmap_info(result: CaseResult, bundle: Bundle) -> dict:
     return info
 
 
-def write_outputs(result: CaseResult, bundle: Bundle, out_dir: str | Path) -> dict:
+def write_outputs(result: CaseResult, bundle: LoadedBundle, out_dir: str | Path) -> dict:
     """Write every output file of ``result`` into ``out_dir``; returns the result.json record."""
     out = Path(out_dir)
     (out / "maps").mkdir(parents=True, exist_ok=True)

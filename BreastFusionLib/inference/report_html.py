@@ -7,7 +7,7 @@ from html import escape
 from pathlib import Path
 
 from BreastFusionLib.display import hit_rate_text
-from BreastFusionLib.inference.bundle import ARCHITECTURES
+from BreastFusionLib.inference.loaded_bundle import ARCHITECTURES
 
 NAMES = {"us": "Ultrasound (US)", "ct": "Chest CT", "fusion": "US + CT fusion"}
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import torch
 
-from BreastFusionLib.inference.bundle import Bundle, LoadedModel
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle, LoadedModel
 from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNANT, model_heatmaps
 from BreastFusionLib.precision import autocast
 from BreastFusionLib.transforms import modality_keys
@@ -78,7 +78,7 @@ def run_model(model: LoadedModel, image: torch.Tensor, branches: list[str], kind
     return combined(logits)[0], maps, explained
 
 
-def warm_up(bundle: Bundle, heatmaps: bool = True, precision: str = "auto") -> dict[str, float]:
+def warm_up(bundle: LoadedBundle, heatmaps: bool = True, precision: str = "auto") -> dict[str, float]:
     """Run each model of ``bundle`` once on a blank input of its size; seconds per model.
 
     Call it right after ``load_bundle`` in a process that will predict cases (a server or worker),

@@ -23,7 +23,7 @@ import torch
 from BreastFusionLib.commands.predict import CaseRequest, checked_models, configure as configure_predict, parse_case, predict_into
 from BreastFusionLib.ct.volume import CTVolume, canonical
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.bundle import Bundle, load_bundle
+from BreastFusionLib.inference.loaded_bundle import LoadedBundle, load_bundle
 from BreastFusionLib.inference.runtime import warm_up
 from BreastFusionLib.networks import MODALITIES
 from BreastFusionLib.serving.module_inputs import read_module_inputs
@@ -99,12 +99,12 @@ class CaseServer:
     def __init__(self, device: str, emit: Callable[[str], None]) -> None:
         self.device = device
         self.emit = emit
-        self.bundle: Bundle | None = None
+        self.bundle: LoadedBundle | None = None
         self._key: tuple | None = None
         self._parser = _PredictArguments(prog="breastfusion predict")
         configure_predict(self._parser)
 
-    def load(self, root: Path, models: list[str], spatial_size: int | None = None) -> Bundle:
+    def load(self, root: Path, models: list[str], spatial_size: int | None = None) -> LoadedBundle:
         """The bundle in ``root`` with at least ``models``, loaded (and warmed) only when not already current."""
         root = Path(root).resolve()
         if self.bundle is not None and self._key is not None:

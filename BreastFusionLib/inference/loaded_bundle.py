@@ -4,7 +4,7 @@ Bundle folder layout (what ``python -m monai.bundle run training|evaluating`` wr
 ``bundle_root``): ``models/<m>/model.pt`` (best checkpoint, a state dict; or ``model.ts``, TorchScript),
 ``runs/<m>/metrics.json`` (threshold, temperature, and the input size and backbone the model was
 evaluated with; read by ``inference.records``; without a temperature the probability stays uncalibrated
-and ``Bundle.notes`` says so), else ``configs/inference.json`` or ``configs/train.json`` (``spatial_size``), and
+and ``LoadedBundle.notes`` says so), else ``configs/inference.json`` or ``configs/train.json`` (``spatial_size``), and
 ``configs/metadata.json`` (``version``). A bundle without ``configs/`` (the demo writes none) is read
 with the repository's configs; ``spatial_size`` can always be given explicitly.
 
@@ -51,7 +51,7 @@ class LoadedModel:
 
 
 @dataclass
-class Bundle:
+class LoadedBundle:
     """The models loaded from one bundle folder, and where they came from."""
 
     root: Path
@@ -140,7 +140,7 @@ def _load_network(checkpoint: Path, modality: str, device: torch.device, recorde
 
 
 def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODALITIES, spatial_size: int | None = None,
-                device: str | torch.device = "cpu") -> Bundle:
+                device: str | torch.device = "cpu") -> LoadedBundle:
     """Load the ``modalities`` ("us", "ct", "fusion") of the trained bundle in ``root``, once.
 
     Each checkpoint is loaded into the backbone its parameter names show (see the module docstring).
@@ -161,7 +161,7 @@ def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODA
     metadata = configs / "metadata.json"
     version = read_json(metadata).get("version") if metadata.is_file() else None
     device = torch.device(device)
-    bundle = Bundle(root=root, version=version)
+    bundle = LoadedBundle(root=root, version=version)
     for modality in modalities:
         folder = root / "models" / modality
         candidates = [folder / "model.pt", folder / "model.ts"]
