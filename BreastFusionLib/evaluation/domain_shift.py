@@ -27,6 +27,8 @@ from BreastFusionLib.synthetic.ultrasound import draw_calipers
 
 DISPLAY_DYNAMIC_RANGE_DB = 60.0  # assumed for BUSI's exported frames (scanners display 40-80 dB)
 TGC_SLIDERS = 8  # time-gain compensation sliders, evenly spaced in depth, as on a scanner's panel
+SPECKLE_CONTRAST = 0.5  # a scanner's speckle reduction leaves about half of fully developed speckle's dB spread
+SPECKLE_FLOOR = 0.1  # amplitude floor (-20 dB of the mean power) of the new speckle: no black pinholes
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -67,14 +69,15 @@ def dynamic_range(image: np.ndarray, mask: np.ndarray, range_db: float, rng: np.
 
 
 def speckle(image: np.ndarray, mask: np.ndarray, grain_px: float, rng: np.random.Generator):
-    """Another speckle size: the frame smoothed over ``grain_px`` pixels and a new fully developed speckle of that
-    grain laid on it, in dB like a scanner's log display (0 unchanged)."""
+    """Another speckle size: the frame smoothed over ``grain_px`` pixels and a new speckle of that grain laid on it,
+    in dB like a scanner's log display, at ``SPECKLE_CONTRAST`` of fully developed speckle's (0 unchanged)."""
     if grain_px == 0:
         return _unit(image), mask
     field = (ndimage.gaussian_filter(rng.standard_normal(image.shape), grain_px)
              + 1j * ndimage.gaussian_filter(rng.standard_normal(image.shape), grain_px))
-    decibels = 20 * np.log10(np.maximum(np.abs(field), 1e-12))
-    texture = (decibels - decibels.mean()) / DISPLAY_DYNAMIC_RANGE_DB
+    amplitude = np.abs(field) / np.sqrt(np.mean(np.abs(field) ** 2))
+    decibels = 20 * np.log10(np.maximum(amplitude, SPECKLE_FLOOR))
+    texture = SPECKLE_CONTRAST * (decibels - decibels.mean()) / DISPLAY_DYNAMIC_RANGE_DB
     return _unit(ndimage.gaussian_filter(image, grain_px) + texture), mask
 
 
@@ -143,8 +146,8 @@ SHIFTS = {shift.name: shift for shift in (
     Shift("blur", blur, {"sigma 1.5 px": 1.5, "sigma 3 px": 3.0}, 0.0),
     Shift("gain", gain, {"-6 dB": -6.0, "+6 dB": 6.0}, 0.0),
     Shift("time_gain", time_gain, {"+-6 dB": 12.0, "+-12 dB": 24.0}, 0.0),
-    Shift("dynamic_range", dynamic_range, {"40 dB": 40.0, "90 dB": 90.0}, DISPLAY_DYNAMIC_RANGE_DB),
-    Shift("speckle", speckle, {"grain 1.5 px": 1.5, "grain 3 px": 3.0}, 0.0),
+    Shift("dynamic_range", dynamic_range, {"50 dB": 50.0, "75 dB": 75.0}, DISPLAY_DYNAMIC_RANGE_DB),
+    Shift("speckle", speckle, {"grain 1 px": 1.0, "grain 2 px": 2.0}, 0.0),
     Shift("jpeg", jpeg, {"quality 50": 50, "quality 20": 20}, None),
     Shift("crop_margin", crop_margin, {"box x0.75": 0.75, "box x1.5": 1.5}, 1.0),
     Shift("marks", marks, {"faint (grey 0.6)": 0.6, "white": 1.0}, 0.0),
