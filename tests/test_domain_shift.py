@@ -8,15 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from BreastFusionLib.bundle.report import write_model_report
 from BreastFusionLib.crop import lesion_box_from_mask
 from BreastFusionLib.evaluation.delong import delong_contrast, delong_test
 from BreastFusionLib.evaluation.domain_shift import SHIFTS, apply_shift
+from BreastFusionLib.networks import build_classifier
 
 from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "bench_domain_shift.py"
+LITE0 = "cbam_efficientnet_lite0"
 CASES = [(name, severity) for name, shift in SHIFTS.items() for severity in shift.severities]
 
 
@@ -112,14 +116,29 @@ def _busi_like(folder: Path, cases: int = 8) -> Path:
     return folder
 
 
-def test_script_scores_shifts_for_two_options_with_delong_against_clean(tiny_bundle, tmp_path, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def lite0_fold(tmp_path_factory) -> Path:
+    """A fold bundle as ``bench_busi.py cv --keep-models`` keeps it: an untrained Lite0 US model at 64 px with its records."""
+    root = tmp_path_factory.mktemp("fold")
+    (root / "models" / "us").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(build_classifier("us", backbone=LITE0).state_dict(), root / "models" / "us" / "model.pt")
+    runs = root / "runs" / "us"
+    runs.mkdir(parents=True)
+    (runs / "predictions_val.csv").write_text("case_id,label,prob_malignant\n" + "".join(
+        f"v{i},{i % 2},{0.2 + 0.1 * i}\n" for i in range(6)))
+    write_model_report(str(runs), "us", 64, LITE0, tested=False)
+    return root
+
+
+def test_script_scores_shifts_for_two_options_with_delong_against_clean(lite0_fold, tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     script = load_script(SCRIPT, "bench_domain_shift")
     dataset = _busi_like(tmp_path / "data", cases=4)
     options = []
     for option in ("centred", "off_centre"):
         for fold in (0, 1):
-            shutil.copytree(tiny_bundle, tmp_path / option / f"fold_{fold}")
+            shutil.copytree(lite0_fold, tmp_path / option / f"fold_{fold}")
         options.append(tmp_path / option)
     report_path = tmp_path / "shift.json"
     shifts = ["resolution", "crop_margin", "marks"]  # geometry, the lesion box and drawing; every shift is tested above
