@@ -45,9 +45,9 @@ from pointing_game_busi import fold_models, read_prepared  # the script beside t
 CLEAN = ("clean", "")
 
 
-def _case_hash(row: dict) -> int:
+def _case_hash(case_id: str) -> int:
     """A fixed number per case: seeds its random patterns, and orders a fold's cases (classes mixed) for --cases-per-fold."""
-    return zlib.crc32(row["case_id"].encode())
+    return zlib.crc32(case_id.encode())
 
 
 def _conditions(shifts: list[str]) -> list[tuple[str, str]]:
@@ -59,7 +59,7 @@ def _case_scores(models: list, image: np.ndarray, mask: np.ndarray, conditions, 
     """Malignancy probabilities (models, conditions) of one raw image under every condition."""
     crops = []
     for name, severity in conditions:
-        rng = np.random.default_rng([seed, _case_hash({"case_id": case_id})])  # the same pattern whatever the subset
+        rng = np.random.default_rng([seed, _case_hash(case_id)])  # the same pattern whatever the subset
         shifted, lesion = (image, mask) if (name, severity) == CLEAN else apply_shift(name, severity, image, mask, rng)
         crops.append(us_lesion_crop(USImage(shifted), mask=lesion, lesion_fraction=lesion_fraction))
     batches = {size: torch.cat([model_input("us", {"us": crop}, size) for crop in crops])
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     case_ids, labels, scores, started = [], [], [], time.perf_counter()
     for fold in common:
         models = [load_bundle(option_folds[fold], ["us"]).models["us"] for option_folds in folds]
-        cases = sorted((row for row in rows if int(row["fold"]) == fold), key=_case_hash)[: args.cases_per_fold]
+        cases = sorted((row for row in rows if int(row["fold"]) == fold), key=lambda row: _case_hash(row["case_id"]))[: args.cases_per_fold]
         for row in cases:
             case = raw[row["case_id"]]
             image = load_us_image(case["us_image"])
