@@ -35,7 +35,8 @@ test: env slicer-env
 # its box or a centred square blanked) and the table (docs/BENCHMARKS.md), then per-case inference
 # latency, the warm worker, cold start and bf16 against fp32 on the demo bundle (made first if absent),
 # and the pointing games of the heat maps on BUSI (out-of-fold models, centred and off-centre training)
-# and on synthetic cases (docs/INFERENCE.md). About 3 h on a quiet 2-core CPU (all 5 folds everywhere).
+# and on synthetic cases (docs/INFERENCE.md), then the domain-shift suite on the same BUSI models
+# (docs/BENCHMARKS.md). About 3 h on a quiet 2-core CPU (all 5 folds everywhere).
 # RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
 BUSI ?= ../shared/data/BUSI
 BENCH_OUT ?= runs/bench_busi
@@ -78,6 +79,8 @@ bench: env
 	test -f out/demo_lite0/bundle/runs/us/metrics.json || $(NICE) $(PY) -m BreastFusionLib.demo --out out/demo_lite0 $(DEMO_LITE0)
 	$(NICE) $(PY) training/pointing_game.py --bundle out/demo_lite0/bundle --model us --cases 100 --json $(BENCH_OUT)/pointing_synthetic_lite0_us.json
 	$(NICE) $(PY) training/pointing_game.py --bundle out/demo_lite0/bundle --model fusion --cases 100 --json $(BENCH_OUT)/pointing_synthetic_lite0_fusion.json
+	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage \
+		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre --json $(BENCH_OUT)/domain_shift_busi.json
 
 clean:
 	rm -rf $(VENV) $(SLICER_ENV) out runs

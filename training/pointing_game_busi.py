@@ -39,12 +39,23 @@ from BreastFusionLib.us.io import load_lesion_mask, load_us_image
 CROPS = ("centred", "displaced")
 
 
-def _fold_models(models: Path) -> dict[int, Path]:
+def fold_models(models: Path) -> dict[int, Path]:
+    """Fold number -> bundle folder of each ``fold_k/models/us/model.pt`` that ``bench_busi.py cv --keep-models`` kept."""
     folds = {int(p.parent.parent.parent.name.split("_")[1]): p.parent.parent.parent
              for p in sorted(models.glob("fold_*/models/us/model.pt"))}
     if not folds:
         raise UserInputError(f"{models}: no fold_k/models/us/model.pt (run bench_busi.py cv --keep-models)")
     return folds
+
+
+def read_prepared(dataset: Path) -> tuple[dict[str, dict], list[dict], float | None]:
+    """A ``prepare_busi.py`` folder: raw rows by case id (image and mask paths), crop rows (folds, labels), lesion fraction."""
+    with (dataset / "raw_manifest.csv").open(newline="") as handle:
+        raw = {row["case_id"]: row for row in csv.DictReader(handle)}
+    with (dataset / "manifest.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    report = json.loads((dataset / "import_report.json").read_text())
+    return raw, rows, report.get("lesion_fraction", DEFAULT_LESION_FRACTION)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,13 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tolerance < 0:
         parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
     try:
-        folds = _fold_models(args.models)
-        with (args.dataset / "raw_manifest.csv").open(newline="") as handle:
-            raw = {row["case_id"]: row for row in csv.DictReader(handle)}
-        with (args.dataset / "manifest.csv").open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        lesion_fraction = json.loads((args.dataset / "import_report.json").read_text()).get("lesion_fraction",
-                                                                                              DEFAULT_LESION_FRACTION)
+        folds = fold_models(args.models)
+        raw, rows, lesion_fraction = read_prepared(args.dataset)
     except (UserInputError, OSError) as error:
         parser.error(str(error))
     rng = np.random.default_rng(args.seed)

@@ -88,15 +88,23 @@ def delong_auc(labels, scores, confidence: float = 0.95, clusters=None) -> dict:
             "method": auc_method(clusters)}
 
 
-def delong_test(labels, scores_a, scores_b, clusters=None) -> dict:
-    """Paired DeLong test of two AUCs on the same cases: AUCs, difference, z and two-sided p."""
+def delong_contrast(labels, score_rows, weights, clusters=None) -> dict:
+    """A weighted sum of AUCs on the same cases (e.g. weights [1, -1, -1, 1] on model A shifted, A clean, B shifted,
+    B clean: how much more A loses than B), its DeLong standard error, z and two-sided p."""
     labels = np.asarray(labels)
-    scores = np.vstack([np.asarray(scores_a, float), np.asarray(scores_b, float)])
+    scores = np.vstack([np.asarray(row, float) for row in score_rows])
+    weights = np.asarray(weights, float)
     auc, v10, v01 = _structural_components(labels, scores)
     clusters = patient_clusters(labels, clusters)
-    covariance = _covariance(labels, auc, v10, v01, clusters)
-    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
-    difference = float(auc[0] - auc[1])
-    z = difference / np.sqrt(variance) if variance > 0 else 0.0
-    return {"auc_a": float(auc[0]), "auc_b": float(auc[1]), "difference": difference, "z": float(z),
+    variance = float(weights @ _covariance(labels, auc, v10, v01, clusters) @ weights)
+    value = float(weights @ auc)
+    z = value / np.sqrt(variance) if variance > 0 else 0.0
+    return {"aucs": auc.tolist(), "value": value, "se": float(np.sqrt(max(variance, 0.0))), "z": float(z),
             "p_value": float(2 * stats.norm.sf(abs(z))), "n_cases": int(labels.size), "method": auc_method(clusters)}
+
+
+def delong_test(labels, scores_a, scores_b, clusters=None) -> dict:
+    """Paired DeLong test of two AUCs on the same cases: AUCs, difference, z and two-sided p."""
+    contrast = delong_contrast(labels, [scores_a, scores_b], [1.0, -1.0], clusters)
+    return {"auc_a": contrast["aucs"][0], "auc_b": contrast["aucs"][1], "difference": contrast["value"],
+            "z": contrast["z"], "p_value": contrast["p_value"], "n_cases": contrast["n_cases"], "method": contrast["method"]}

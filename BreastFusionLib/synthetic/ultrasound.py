@@ -103,6 +103,21 @@ def render_us(spec: LesionSpec, rng: np.random.Generator) -> tuple[np.ndarray, n
     return image, full_mask, text
 
 
+def draw_calipers(draw: ImageDraw.ImageDraw, mask: np.ndarray, fill) -> tuple[int, int]:
+    """'+' calipers at the lesion's leftmost, rightmost, top and bottom pixels and a dotted line across it,
+    drawn with ``fill`` as scanners draw them; returns the lesion's width and height in pixels."""
+    rows, cols = np.nonzero(mask)
+    left, right = (int(rows[cols.argmin()]), int(cols.min())), (int(rows[cols.argmax()]), int(cols.max()))
+    top, bottom = (int(rows.min()), int(cols[rows.argmin()])), (int(rows.max()), int(cols[rows.argmax()]))
+    for (row, col) in (left, right, top, bottom):
+        draw.line((col - 5, row, col + 5, row), fill=fill, width=1)
+        draw.line((col, row - 5, col, row + 5), fill=fill, width=1)
+    for x in range(left[1], right[1], 8):
+        y = int(left[0] + (right[0] - left[0]) * (x - left[1]) / max(right[1] - left[1], 1))
+        draw.point((x, y), fill=fill)
+    return right[1] - left[1], bottom[0] - top[0]
+
+
 def _burn_in_marks(grey: np.ndarray, mask: np.ndarray, spec: LesionSpec, rng: np.random.Generator):
     """Side/clock text, logo, depth ruler and (on 70 % of images) calipers, like real scanners."""
     colour = rng.uniform() < 0.15
@@ -121,15 +136,7 @@ def _burn_in_marks(grey: np.ndarray, mask: np.ndarray, spec: LesionSpec, rng: np
             draw.line((COLS - 30, y, COLS - 22, y), fill=white)
             draw.text((COLS - 18, max(y - 6, 0)), str(depth_cm), fill=white, font=ImageFont.load_default(size=11))
     if rng.uniform() < 0.7:
-        rows, cols = np.nonzero(mask)
-        left, right = (int(rows[cols.argmin()]), int(cols.min())), (int(rows[cols.argmax()]), int(cols.max()))
-        top, bottom = (int(rows.min()), int(cols[rows.argmin()])), (int(rows.max()), int(cols[rows.argmax()]))
-        for (row, col) in (left, right, (top[0], top[1]), (bottom[0], bottom[1])):
-            draw.line((col - 5, row, col + 5, row), fill=caliper, width=1)
-            draw.line((col, row - 5, col, row + 5), fill=caliper, width=1)
-        for x in range(left[1], right[1], 8):
-            y = int(left[0] + (right[0] - left[0]) * (x - left[1]) / max(right[1] - left[1], 1))
-            draw.point((x, y), fill=caliper)
-        size_text = f"D1 {(right[1] - left[1]) * PIXEL_MM / 10:.2f}cm  D2 {(bottom[0] - top[0]) * PIXEL_MM / 10:.2f}cm"
+        width, height = draw_calipers(draw, mask, caliper)
+        size_text = f"D1 {width * PIXEL_MM / 10:.2f}cm  D2 {height * PIXEL_MM / 10:.2f}cm"
         draw.text((MARGIN_LEFT + 10, grey.shape[0] - 22), size_text, fill=white, font=ImageFont.load_default(size=12))
     return np.asarray(picture), text
