@@ -33,7 +33,7 @@ import torch
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.evaluation.delong import delong_auc, delong_contrast, delong_test
 from BreastFusionLib.evaluation.domain_shift import SHIFTS, apply_shift
-from BreastFusionLib.inference.bundle import load_bundle
+from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.case import model_input
 from BreastFusionLib.inference.heatmaps import MALIGNANT
 from BreastFusionLib.inference.runtime import model_device, prepare_network
