@@ -24,7 +24,6 @@ import json
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -33,8 +32,8 @@ from BreastFusionLib.crop import DEFAULT_OUT_SIZE, LesionCrop, displaced_box, ex
 from BreastFusionLib.ct.crop import apply_window, ct_axial_crop
 from BreastFusionLib.ct.volume import CTVolume
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, bundle_record, markdown_rows, model_maps,
-                                                 us_crop_pair)
+from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, add_game_options, bundle_record,
+                                                 markdown_rows, model_maps, parse_game_options, us_crop_pair)
 from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.heatmaps import BRANCHES, model_heatmaps
 from BreastFusionLib.synthetic.cohort import generate_cohort, read_case
@@ -72,15 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=50)
     parser.add_argument("--seed", type=int, default=11, help="synthetic cohort seed (the demo trains on seed 0)")
     parser.add_argument("--spatial-size", type=int)
-    parser.add_argument("--tolerance", type=float, default=15.0,
-                        help="crop pixels (of 300) around the lesion that also count as a hit in the tolerant rate")
-    parser.add_argument("--gradcam-layer", help="Grad-CAM target inside each branch's backbone instead of the "
-                        "default (heatmaps.TARGET_LAYERS), e.g. _blocks.10 for Lite0's 1/16 stage")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--save-in-bundle", action="store_true", help="write runs/<model>/pointing_game.json into the bundle")
-    args = parser.parse_args(argv)
-    if args.tolerance < 0:
-        parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
+    add_game_options(parser, "write runs/<model>/pointing_game.json into the bundle")
+    args = parse_game_options(parser, argv)
     try:
         bundle = load_bundle(args.bundle, [args.model], spatial_size=args.spatial_size)
         model = bundle.models[args.model]

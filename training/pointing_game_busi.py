@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from BreastFusionLib.crop import DEFAULT_LESION_FRACTION
-from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, bundle_record, markdown_rows,
-                                                 model_maps, us_crop_pair)
+from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, add_game_options, bundle_record,
+                                                 markdown_rows, model_maps, parse_game_options, us_crop_pair)
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.heatmaps import TARGET_LAYERS, model_heatmaps
@@ -64,13 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, required=True, help="bench_busi.py's OUT/TAG/OPTION folder (fold_k/ inside)")
     parser.add_argument("--cases-per-fold", type=int, help="only the first N cases of each test fold (a quick check)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the displaced crops' offsets")
-    parser.add_argument("--tolerance", type=float, default=15.0, help="crop pixels (of 300) that also count as a hit")
-    parser.add_argument("--gradcam-layer", help="Grad-CAM target inside the backbone instead of heatmaps.TARGET_LAYERS")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--save-in-bundle", action="store_true", help="write runs/us/pointing_game.json into every fold")
-    args = parser.parse_args(argv)
-    if args.tolerance < 0:
-        parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
+    add_game_options(parser, "write runs/us/pointing_game.json into every fold")
+    args = parse_game_options(parser, argv)
     try:
         folds = fold_models(args.models)
         raw, rows, lesion_fraction = read_prepared(args.dataset)

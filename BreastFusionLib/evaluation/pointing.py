@@ -13,6 +13,7 @@ come with Wilson 95% intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -151,3 +152,21 @@ def bundle_record(data: str, summaries: dict[str, dict[str, dict]]) -> dict:
 
 
 TABLE_HEADER = ["| crops | map | strict hit [95% CI] | within tolerance | McNemar p vs centre |", "|---|---|---|---|---|"]
+
+
+def add_game_options(parser, save_help: str) -> None:
+    """The options both pointing-game scripts take: tolerance, Grad-CAM layer, JSON output, saving in the bundle."""
+    parser.add_argument("--tolerance", type=float, default=15.0,
+                        help="crop pixels (of 300) around the lesion that also count as a hit in the tolerant rate")
+    parser.add_argument("--gradcam-layer", help="Grad-CAM target inside each branch's backbone instead of the "
+                        "default (heatmaps.TARGET_LAYERS), e.g. _blocks.10 for Lite0's 1/16 stage")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--save-in-bundle", action="store_true", help=save_help)
+
+
+def parse_game_options(parser, argv: list[str] | None):
+    """``parser.parse_args(argv)`` with the tolerance checked (0 or more crop pixels)."""
+    args = parser.parse_args(argv)
+    if args.tolerance < 0:
+        parser.error(f"--tolerance must be 0 or more crop pixels, got {args.tolerance:g}")
+    return args
