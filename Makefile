@@ -76,7 +76,7 @@ bench: env
 		--json $(BENCH_OUT)/pointing_busi_lite0_last_stage.json --save-in-bundle
 	$(NICE) $(PY) training/pointing_game_busi.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
 		--json $(BENCH_OUT)/pointing_busi_lite0_last_stage_off_centre.json --save-in-bundle
-	test -f out/demo_lite0/bundle/runs/us/metrics.json || $(NICE) $(PY) -m BreastFusionLib.demo --out out/demo_lite0 $(DEMO_LITE0)
+	test -f out/demo_lite0/bundle/runs/fusion/metrics.json || $(NICE) $(PY) -m BreastFusionLib.demo --out out/demo_lite0 $(DEMO_LITE0)
 	$(NICE) $(PY) training/pointing_game.py --bundle out/demo_lite0/bundle --model us --cases 100 --json $(BENCH_OUT)/pointing_synthetic_lite0_us.json
 	$(NICE) $(PY) training/pointing_game.py --bundle out/demo_lite0/bundle --model fusion --cases 100 --json $(BENCH_OUT)/pointing_synthetic_lite0_fusion.json
 	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage \
