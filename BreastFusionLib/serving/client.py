@@ -29,6 +29,9 @@ EXIT = "EXIT"  # the worker ended: payload {"returncode": int}
 LOG = "LOG"  # a line of log text: payload {"text": str}
 
 
+SLEEPING_OPENMP_THREADS = ("OMP_WAIT_POLICY", "PASSIVE")  # libgomp reads it once, when torch is imported
+
+
 def worker_environment(base: Dict[str, str], device: str) -> Dict[str, str]:
     """The worker's environment: ``base`` with UTF-8 output, no GPU for a CPU worker, and OpenMP threads that
     sleep rather than spin while they wait (unless ``base`` sets ``OMP_WAIT_POLICY``).
@@ -39,7 +42,7 @@ def worker_environment(base: Dict[str, str], device: str) -> Dict[str, str]:
     """
     environment = dict(base)
     environment["PYTHONIOENCODING"] = "utf-8"  # the worker's messages reach the log intact on every platform
-    environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    environment.setdefault(*SLEEPING_OPENMP_THREADS)
     if device == "cpu":
         environment["CUDA_VISIBLE_DEVICES"] = "-1"
     return environment
