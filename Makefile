@@ -57,6 +57,8 @@ bench: env
 		--options lite0_last_stage --keep-models
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed_context --out $(BENCH_OUT) --tag overlays_removed \
 		--options lite0_last_stage_off_centre --keep-models
+	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed_context --out $(BENCH_OUT) --tag overlays_removed \
+		--options lite0_last_stage_off_centre_scale --folds 0,1 --keep-models
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/removed --out $(BENCH_OUT) --tag overlays_removed \
 		--options lite0_last_stage,lite0_frozen,resnet50_scratch,resnet50_imagenet $(if $(RESNET50_WEIGHTS),--resnet50-weights $(RESNET50_WEIGHTS))
 	$(NICE) $(PY) training/bench_busi.py cv --dataset $(BENCH_OUT)/data/kept --out $(BENCH_OUT) --tag overlays_kept --options lite0_last_stage
@@ -81,6 +83,8 @@ bench: env
 	$(NICE) $(PY) training/pointing_game.py --bundle out/demo_lite0/bundle --model fusion --cases 100 --json $(BENCH_OUT)/pointing_synthetic_lite0_fusion.json
 	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage \
 		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre --json $(BENCH_OUT)/domain_shift_busi.json
+	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
+		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre_scale --shifts blur speckle crop_margin --json $(BENCH_OUT)/domain_shift_busi_scale.json
 
 clean:
 	rm -rf $(VENV) $(SLICER_ENV) out runs

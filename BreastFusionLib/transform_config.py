@@ -33,12 +33,13 @@ SERVING_ID = "array_preprocessing"
 
 
 def configured_transforms(config_file: str | Path, config_id: str, modality: str, spatial_size: int,
-                          off_centre: float = 0.0) -> Compose:
+                          off_centre: float = 0.0, crop_scale: float = 0.0) -> Compose:
     """The ``Compose`` at ``config_id`` of ``config_file``, for a ``modality`` model of input size ``spatial_size``."""
     config = ConfigParser.load_config_files(str(config_file))
     config.pop("imports", None)
     parser = ConfigParser(config, globals={"BreastFusionLib": "BreastFusionLib"})
-    parser.update({"modality": modality, "spatial_size": int(spatial_size), "off_centre": off_centre})
+    parser.update({"modality": modality, "spatial_size": int(spatial_size), "off_centre": off_centre,
+                   "crop_scale": crop_scale})
     return parser.get_parsed_content(config_id, instantiate=True)
 
 
@@ -55,10 +56,13 @@ def serving_config(configs: str | Path | None = None) -> Path:
     return repository
 
 
-def train_transforms(modality: str, spatial_size: int = 300, off_centre: float = 0.0) -> Compose:
-    """Crop files (context crop files when ``off_centre`` > 0) -> augmented ``image`` (and ``label``): ``train#preprocessing``."""
+def train_transforms(modality: str, spatial_size: int = 300, off_centre: float = 0.0,
+                     crop_scale: float = 0.0) -> Compose:
+    """Crop files (context crop files when ``off_centre`` > 0) -> augmented ``image`` (and ``label``): ``train#preprocessing``.
+
+    ``crop_scale`` > 0 (with ``off_centre``): windows of (1 - crop_scale) to (1 + crop_scale) crop sides."""
     return configured_transforms(REPOSITORY_CONFIGS / "train.json", "train#preprocessing", modality, spatial_size,
-                                 off_centre)
+                                 off_centre, crop_scale)
 
 
 def eval_transforms(modality: str, spatial_size: int = 300) -> Compose:

@@ -13,7 +13,9 @@ The steps MONAI does not have are here:
 - ``OffCentreContextd``: off-centre training (``off_centre`` > 0) reads each case's context crop (same
   centre, twice the side; ``cohort.prepare --context``); this keeps the part of it from which a
   ``RandSpatialCropd`` per modality then cuts a crop-sized window moved by up to ``off_centre`` x the
-  crop side along each axis, so the lesion is not always in the middle;
+  crop side along each axis, so the lesion is not always in the middle; with ``crop_scale`` s > 0 a
+  ``RandZoomd`` first zooms the context crop by a random factor (``context_zoom_range``), so the window
+  spans (1 - s) to (1 + s) crop sides (a square) and the lesion fills a varying part of it;
 - ``StackModalitiesd``: the modality crops -> one float32 ``image`` tensor.
 """
 
@@ -76,6 +78,24 @@ class OffCentreContextd(_Steps):
         self.steps = (Resized(keys=keys, spatial_size=(2 * spatial_size, 2 * spatial_size), mode="bilinear",
                               anti_aliasing=True),
                       CenterSpatialCropd(keys=keys, roi_size=(reach, reach)))
+
+
+def context_zoom_range(crop_scale: float, off_centre: float) -> tuple[float, float]:
+    """The zoom factors of the context crop for windows of (1 - ``crop_scale``) to (1 + ``crop_scale``) crop sides.
+
+    Zooming the context crop by z and cutting a crop-sized window is cutting a window of 1/z crop sides
+    and resizing it. The zoomed-out context (twice the crop side x z) must still hold every window
+    moved by up to ``off_centre`` x the side, or padding would enter it. ``crop_scale`` 0: (1, 1), no zoom.
+    """
+    if not crop_scale:
+        return 1.0, 1.0
+    if not 0 < off_centre <= 0.5:
+        raise ValueError(f"crop_scale needs off_centre in (0, 0.5] (training on context crops), got {off_centre}")
+    widest = 2 / (1 + 2 * off_centre) - 1  # a (1 + widest)-side window moved by off_centre fits in the context
+    if not 0 < crop_scale <= widest + 1e-9:
+        raise ValueError(f"crop_scale must be in (0, {widest:.3g}] with off_centre {off_centre} "
+                         f"(the widest window must fit in the context crop), got {crop_scale}")
+    return 1 / (1 + crop_scale), 1 / (1 - crop_scale)
 
 
 class StackModalitiesd(_Steps):

@@ -175,6 +175,6 @@ def test_off_centre_training_reads_context_crops(dataset, tmp_path):
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    workflow = _workflow(["train.json"], "train", folder, tmp_path, off_centre=0.25)
+    workflow = _workflow(["train.json"], "train", folder, tmp_path, off_centre=0.25, crop_scale=0.25)
     batch = next(iter(workflow.parser.get_parsed_content("train#dataloader")))
-    assert batch["image"].shape[1:] == (2, 32, 32)  # windows of the crop size, cut from 80-pixel context crops
+    assert batch["image"].shape[1:] == (2, 32, 32)  # windows of 0.75-1.25 crop sides, from 80-pixel context crops

