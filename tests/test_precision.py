@@ -109,6 +109,6 @@ def test_warm_up_runs_every_model_and_leaves_predictions_unchanged(tiny_bundle):
     before, _, _ = run_model(bundle.models["us"], image, ["us"], ())
     seconds = warm_up(bundle)
     assert set(seconds) == {"us", "ct", "fusion"} and all(s > 0 for s in seconds.values())
-    assert bundle.models["fusion"].gradcam is not None  # Grad-CAM's hooks and kernels are ready too
+    assert bundle.models["fusion"].heatmaps is not None  # Grad-CAM's hooks and kernels are ready too
     after, _, _ = run_model(bundle.models["us"], image, ["us"], ())
     assert torch.equal(before, after)

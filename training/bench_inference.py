@@ -96,7 +96,7 @@ def untrained(bundle: LoadedBundle, backbone: str) -> None:
     for name, model in bundle.models.items():
         network = build_classifier(name, backbone=backbone).eval().requires_grad_(False)
         bundle.models[name] = dataclasses.replace(model, network=network, backbone=backbone, torchscript=False,
-                                                  gradcam=None, threshold=1.0)
+                                                  heatmaps=None, threshold=1.0)
 
 
 def _cases(args) -> list[tuple]:

@@ -42,6 +42,7 @@ from BreastFusionLib.us.io import USImage, load_us_image
 # bf16 moved that probability by at most 0.011 (0.015 after calibration; training/compare_precision.py).
 FP32_NEAR_THRESHOLD = 0.03
 
+
 @dataclass
 class ModelResult:
     """One model's answer. ``probability`` and ``threshold`` are calibrated (temperature scaling);

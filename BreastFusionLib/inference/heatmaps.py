@@ -72,12 +72,12 @@ def record_attention(network: nn.Module, modality: str):
 class HeatMaps:
     """Attention and Grad-CAM of every branch of one network, from the forward pass that gives the logits.
 
-    During a call, forward hooks read each branch's attention gate and make each Grad-CAM target's
-    output the start of a new autograd graph (a leaf that requires grad), so the backward pass runs
-    only from the logits back to the targets (for the last stage: pooling and head), not through
-    the whole network to the input as with MONAI's ``GradCAM``; the gradients at the targets are the
-    same. The hooks are removed after each call: the network itself is used (no copy) and can still
-    be scripted.
+    During a call, forward hooks read each branch's last CBAM block (``record_attention``) and make
+    each Grad-CAM target's output the start of a new autograd graph (a leaf that requires grad), so
+    the backward pass runs only from the logits back to the targets (for the last stage: pooling and
+    head), not through the whole network to the input as with MONAI's ``GradCAM``; the gradients at
+    the targets are the same. The hooks are removed after each call: the network itself is used (no
+    copy) and can still be scripted.
     """
 
     def __init__(self, network: nn.Module, modality: str, backbone: str, layer: str | None = None) -> None:
@@ -140,10 +140,10 @@ class HeatMaps:
 
 
 def model_heatmaps(model, layer: str | None = None) -> HeatMaps:
-    """The ``HeatMaps`` of a loaded model (``bundle.LoadedModel``), built on first use (or again for another ``layer``)."""
-    if model.gradcam is None or (layer is not None and model.gradcam.layer != layer):
-        model.gradcam = HeatMaps(model.network, model.modality, model.backbone, layer)
-    return model.gradcam
+    """The ``HeatMaps`` of a loaded model (``loaded_bundle.LoadedModel``), built on first use (or again for another ``layer``)."""
+    if model.heatmaps is None or (layer is not None and model.heatmaps.layer != layer):
+        model.heatmaps = HeatMaps(model.network, model.modality, model.backbone, layer)
+    return model.heatmaps
 
 
 def crop_heatmaps(maps: dict[str, dict[str, torch.Tensor]], out_size: int) -> dict[str, dict[str, np.ndarray]]:

@@ -47,7 +47,7 @@ class LoadedModel:
     backbone: str  # "cbam_resnet50" or "cbam_efficientnet_lite0"
     device: torch.device = torch.device("cpu")
     torchscript: bool = False
-    gradcam: Any = field(default=None, repr=False)  # heatmaps.HeatMaps, built on first use
+    heatmaps: Any = field(default=None, repr=False)  # heatmaps.HeatMaps (attention and Grad-CAM), built on first use
 
 
 @dataclass

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import time
+
 import torch
 
 from BreastFusionLib.inference.loaded_bundle import LoadedBundle, LoadedModel
