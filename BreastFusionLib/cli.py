@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 def console_main() -> int:
     """The ``breastfusion`` program: serving commands start lean, as they do inside 3D Slicer, and with OpenMP
     threads that sleep while they wait (unless ``OMP_WAIT_POLICY`` is set): on a CPU shared with another job,
-    spinning threads made one cold ``predict`` take 15 s instead of 5 (docs/INFERENCE.md)."""
+    spinning threads made one cold ``predict`` take 13.3 s instead of 5.5 (docs/INFERENCE.md)."""
     if next((a for a in sys.argv[1:] if not a.startswith("-")), None) in SERVING:
         from BreastFusionLib.serving.client import SLEEPING_OPENMP_THREADS
         from BreastFusionLib.serving.lean_imports import hide_training_packages
