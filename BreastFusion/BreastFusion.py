@@ -216,7 +216,7 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             label.setFixedSize(150, 150)
             label.scaledContents = True
         self.ui.resultsTableWidget.setHorizontalHeaderLabels(
-            [_("Model"), _("Probability"), _("Threshold"), _("Decision"), _("Missing")])
+            [_("Model"), _("Probability"), _("Threshold"), _("Decision"), _("Missing"), _("Ensemble spread")])
         self.ui.cancelButton.enabled = False
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -417,7 +417,7 @@ class BreastFusionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.setRowCount(len(models))
         for row, (name, entry) in enumerate(sorted(models.items())):
             cells = [name, f"{entry['probability']:.3f}", f"{entry['threshold']:.3f}", entry["decision"],
-                     entry.get("missing_modality") or ""]
+                     entry.get("missing_modality") or "", self.logic.ensembleText(entry)]
             for column, text in enumerate(cells):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
         self.ui.heatMapModelComboBox.clear()
@@ -844,6 +844,13 @@ class BreastFusionLogic(ScriptedLoadableModuleLogic):
         from BreastFusionLib.display import heatmap_caption
 
         return heatmap_caption(result.get("heatmap_info", {}).get(model, {}).get(modality, {}).get(kind))
+
+    @staticmethod
+    def ensembleText(entry: Dict) -> str:
+        """An ensemble model's uncertainty (its members' range, SD and vote) from its result.json entry; "" for one model."""
+        from BreastFusionLib.display import ensemble_text
+
+        return ensemble_text(entry.get("ensemble"))
 
     def showHeatMap(self, parameterNode: BreastFusionParameterNode, result: Dict, folder, model: str, modality: str,
                     kind: str = "gradcam", opacity: float = 0.5):

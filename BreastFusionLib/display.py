@@ -23,6 +23,15 @@ def save_grey_png(image: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
+def ensemble_text(spread: dict | None) -> str:
+    """An ensemble's uncertainty in words, from its result.json ``ensemble`` entry; "" for a single model."""
+    if not spread:
+        return ""
+    low, high = spread["range"]
+    return (f"{spread['members']} models: {low:.2f}-{high:.2f} (SD {spread['sd']:.2f}); "
+            f"{spread['agreeing']} of {spread['members']} on the decision's side of the threshold")
+
+
 def hit_rate_text(measured: dict | None) -> str:
     """How often maps of one kind peaked on the lesion in the pointing game saved with the bundle (per crop
     set, with its 95% interval and the crop centre's rate), or that it was not measured."""

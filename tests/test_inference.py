@@ -42,7 +42,7 @@ from BreastFusionLib.synthetic.dicom import fake_identity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "monai_bundle" / "configs"
 POINTING_GAME = Path(__file__).resolve().parents[1] / "training" / "pointing_game.py"
-SCHEMA_MODEL_KEYS = {"probability", "threshold", "decision", "missing_modality"}
+SCHEMA_MODEL_KEYS = {"probability", "threshold", "decision", "missing_modality", "ensemble"}
 LITE0 = "cbam_efficientnet_lite0"
 LITE0_SIZE = 64  # a 2x2 last stage, so that Grad-CAM maps are not constant
 
@@ -248,7 +248,7 @@ def test_wrong_bundle_and_foreign_checkpoint(bundle, case, tmp_path, capsys):
     assert "models/fusion/model.pt" in err and "not a checkpoint of the fusion" in err and "Traceback" not in err
     shutil.rmtree(foreign / "models" / "us")
     assert main(["predict", "--bundle", str(foreign), "--models", "us", *us]) == 1
-    assert "models/us/model.pt (or model.ts) is missing" in capsys.readouterr().err
+    assert "models/us/model.pt (or model.ts, or ensemble.json) is missing" in capsys.readouterr().err
 
 
 def test_input_size_comes_from_the_evaluated_model(bundle, tmp_path):
@@ -315,7 +315,7 @@ def test_one_pass_fusion_gradcam_equals_monai_per_branch(backbone):
         gradcam = maps[branch]["gradcam"]
         assert gradcam.shape == (1, 1, 96, 96) and gradcam.max() == 1  # not a degenerate (flat) map
         assert torch.allclose(gradcam, expected, atol=1e-5)
-        gate_output = attention[branch]  # the norm over channels of the last CBAM block's output
+        gate_output = attention[branch][0]  # the norm over channels of the last CBAM block's output
         assert gate_output.shape == (1, 1, 3, 3) and gate_output.std() > 0
         torch.testing.assert_close(maps[branch]["attention"], min_max(gate_output))
 
@@ -371,7 +371,7 @@ def test_attention_is_the_magnitude_of_the_last_cbam_blocks_output():
     network.backbone.attention_module().register_forward_hook(lambda _m, _i, output: block.update(out=output))
     with record_attention(network, "us") as attention:
         network(image)
-    torch.testing.assert_close(attention["us"], block["out"].norm(dim=1, keepdim=True))  # features after both gates
+    torch.testing.assert_close(attention["us"][0], block["out"].norm(dim=1, keepdim=True))  # features after both gates
 
 
 def test_overlay_colour_map_is_matplotlibs_jet_without_matplotlib():

@@ -171,6 +171,10 @@ def test_runs_go_to_one_warm_worker_restarted_after_a_crash_and_cancel_stops_it(
     assert set(result["models"]) == {"us", "ct", "fusion"} and (out / "ct_geometry.json").is_file()
     caption = logic.heatMapCaption(result, "fusion", "us", "gradcam")  # what the panel writes under a shown map
     assert "Grad-CAM for" in caption and "not measured for this model" in caption  # the tiny bundle has no pointing game
+    assert logic.ensembleText(result["models"]["us"]) == ""  # single models: the "Ensemble spread" cell stays empty
+    spread = {"members": 5, "range": [0.4, 0.7], "sd": 0.11, "agreeing": 3}
+    assert logic.ensembleText({"ensemble": spread}) == ("5 models: 0.40-0.70 (SD 0.11); 3 of 5 on the decision's side "
+                                                        "of the threshold")
 
     first = logic.worker.process.pid
     outcomes.clear()

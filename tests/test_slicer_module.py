@@ -74,6 +74,16 @@ def test_every_ui_name_used_by_the_module_exists_with_the_expected_class():
         assert widgets[name].get("class") == expected, f"{name} is a {widgets[name].get('class')}, expected {expected}"
 
 
+def test_results_table_declares_as_many_columns_as_the_module_labels_and_fills():
+    columns = int(_ui_widgets()["resultsTableWidget"].find("property[@name='columnCount']/number").text)
+    calls = [n for n in ast.walk(_module_tree()) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr == "setHorizontalHeaderLabels"]
+    assert len(calls) == 1 and len(calls[0].args[0].elts) == columns == 6  # ... "Missing", "Ensemble spread"
+    cells = next(n for n in ast.walk(_module_tree()) if isinstance(n, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id == "cells" for t in n.targets))
+    assert len(cells.value.elts) == columns
+
+
 # Fields the module keeps in sync with their widget by hand: the wrapper's Path connector shows an unset path as ".".
 SYNCED_BY_HAND = {"modelFolder": ("modelFolderPathLineEdit", "currentPathChanged(QString)")}
 

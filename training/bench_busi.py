@@ -24,6 +24,8 @@ time per fold. Folds already finished are reused (delete their folder to redo th
     python training/bench_busi.py cv --dataset /tmp/busi_blanked --out runs/bench_busi --tag lesion_blanked --options lite0_last_stage
     python training/bench_busi.py blank --dataset /tmp/busi --out /tmp/busi_box --shape box   # and its cv, tag lesion_box_blanked
     python training/bench_busi.py table --out runs/bench_busi     # busi_table.md + busi_table.json
+    # the deliverable ensemble: one member per fold (fold k validates, the others train), joined by ``ensembling``
+    python training/bench_busi.py ensemble --dataset /tmp/busi_context --out runs/bench_busi --option lite0_last_stage_off_centre
 
 CPU budget (a 2-core shared machine; ``OPTIONS`` below): small inputs and few epochs, validation
 only after the last epoch (the saved model is the last epoch's). Override with ``--spatial-size``,
@@ -96,11 +98,13 @@ DESCRIPTIONS = {
 }
 
 
-def _bundle(run_id: str, config_files: list[str], dataset: Path, root: Path, fold: int, overrides: dict) -> list[str]:
+def _bundle(run_id: str, config_files: list[str], dataset: Path, root: Path, fold: int, overrides: dict,
+            partition: str = "fold") -> list[str]:
+    """The bundle command; ``partition`` "fold" (fold k tests, k+1 validates) or "val_fold" (fold k validates, no test)."""
     files = str(config_files[0]) if len(config_files) == 1 else str([str(f) for f in config_files])
     command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files,
                "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
-               "--dataset_dir", str(dataset), "--modality", "us", "--fold", str(fold), "--bundle_root", str(root)]
+               "--dataset_dir", str(dataset), "--modality", "us", f"--{partition}", str(fold), "--bundle_root", str(root)]
     for key, value in overrides.items():
         command += [f"--{key}", str(value)]
     return command
@@ -183,27 +187,39 @@ def aggregate(folds: list[dict]) -> dict:
     return result
 
 
+def _manifest_rows(dataset: Path) -> list[dict]:
+    with (dataset / "manifest.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _overrides(args: argparse.Namespace, option: str, rows: list[dict]) -> dict | None:
+    """The bundle overrides of ``option`` with the command line's; None when the option cannot run (said why)."""
+    overrides = dict(OPTIONS[option])
+    if overrides.get("off_centre") and not rows[0].get("us_context"):
+        raise SystemExit(f"error: {option} trains on context crops, which {args.dataset} lacks: "
+                         "prepare it with training/prepare_busi.py --context")
+    if option == "resnet50_imagenet":
+        if not args.resnet50_weights:
+            print("resnet50_imagenet skipped: no ImageNet ResNet-50 weights file (pass --resnet50-weights PATH, "
+                  "a torchvision resnet50 state dict)")
+            return None
+        overrides["pretrained"] = str(Path(args.resnet50_weights).resolve())
+    if args.spatial_size:
+        overrides["spatial_size"] = args.spatial_size
+    if args.epochs:
+        overrides["max_epochs"] = args.epochs
+    overrides.update({"val_interval": overrides["max_epochs"], "num_workers": args.num_workers, "seed": args.seed})
+    return overrides
+
+
 def command_cv(args: argparse.Namespace) -> int:
     """Cross-validate each requested option on ``args.dataset``; write OUT/TAG/OPTION/result.json."""
-    with (args.dataset / "manifest.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _manifest_rows(args.dataset)
     n_folds = len({row["fold"] for row in rows})
     for option in args.options.split(","):
-        overrides = dict(OPTIONS[option])
-        if overrides.get("off_centre") and not rows[0].get("us_context"):
-            raise SystemExit(f"error: {option} trains on context crops, which {args.dataset} lacks: "
-                             "prepare it with training/prepare_busi.py --context")
-        if option == "resnet50_imagenet":
-            if not args.resnet50_weights:
-                print("resnet50_imagenet skipped: no ImageNet ResNet-50 weights file (pass --resnet50-weights PATH, "
-                      "a torchvision resnet50 state dict)")
-                continue
-            overrides["pretrained"] = str(Path(args.resnet50_weights).resolve())
-        if args.spatial_size:
-            overrides["spatial_size"] = args.spatial_size
-        if args.epochs:
-            overrides["max_epochs"] = args.epochs
-        overrides.update({"val_interval": overrides["max_epochs"], "num_workers": args.num_workers, "seed": args.seed})
+        overrides = _overrides(args, option, rows)
+        if overrides is None:
+            continue
         folder = args.out / args.tag / option
         folds = []
         for fold in ([int(f) for f in args.folds.split(",")] if args.folds else range(n_folds)):
@@ -221,6 +237,38 @@ def command_cv(args: argparse.Namespace) -> int:
 
 def _fmt(entry: dict, digits: int = 3) -> str:
     return f"{entry['mean']:.{digits}f} [{entry['ci'][0]:.{digits}f}, {entry['ci'][1]:.{digits}f}]"
+
+
+def command_ensemble(args: argparse.Namespace) -> int:
+    """Train the deliverable ensemble of ``args.option``: one member per fold (``--val_fold k``), then ``ensembling``."""
+    rows = _manifest_rows(args.dataset)
+    overrides = _overrides(args, args.option, rows)
+    if overrides is None:
+        return 1
+    root = args.out / args.tag / f"{args.option}_ensemble"
+    for fold in sorted({int(row["fold"]) for row in rows}):
+        member = root / "members" / f"fold_{fold}"
+        if (member / "runs" / "us" / "metrics.json").is_file():
+            continue  # finished earlier (delete the folder to redo it)
+        if member.exists():
+            shutil.rmtree(member)
+        member.mkdir(parents=True)
+        seconds = _run(_bundle("training", [CONFIGS / "train.json"], args.dataset.resolve(), member, fold, overrides,
+                               "val_fold"), member / "train.log")
+        _run(_bundle("evaluating", [CONFIGS / "train.json", CONFIGS / "evaluate.json"], args.dataset.resolve(), member,
+                     fold, overrides, "val_fold"), member / "evaluate.log")
+        for resume in (member / "models" / "us").glob("resume_*.pt"):
+            resume.unlink()
+        print(f"member validated on fold {fold}: trained in {seconds:.0f} s", flush=True)
+    _run([sys.executable, "-m", "monai.bundle", "run", "ensembling", "--config_file", str(CONFIGS / "ensemble.json"),
+          "--bundle_root", str(root), "--modality", "us", "--dataset_dir", str(args.dataset.resolve())],
+         root / "ensembling.log")
+    metrics = json.loads((root / "runs" / "us" / "metrics.json").read_text())
+    auc = metrics["auc"]
+    print(f"{root}: {len(metrics['members'])} members; pooled out-of-fold validation AUC {auc['value']:.3f} "
+          f"[{auc['ci'][0]:.3f}-{auc['ci'][1]:.3f}], ECE {metrics['calibration_error']['calibrated']:.3f}, "
+          f"threshold {metrics['threshold']:.3f}")
+    return 0
 
 
 def command_table(args: argparse.Namespace) -> int:
@@ -342,6 +390,16 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--keep-models", action="store_true",
                     help="keep each fold's models/us/model.pt (training/pointing_game_busi.py scores every case with "
                          "the fold model that did not see it); by default they are deleted")
+    ensemble = sub.add_parser("ensemble", help="train one member per fold (--val_fold k) and join them (ensembling)")
+    ensemble.add_argument("--dataset", type=Path, required=True, help="a folder written by training/prepare_busi.py")
+    ensemble.add_argument("--out", type=Path, default=REPO / "runs" / "bench_busi")
+    ensemble.add_argument("--tag", default="overlays_removed")
+    ensemble.add_argument("--option", default="lite0_last_stage_off_centre", choices=list(OPTIONS))
+    ensemble.add_argument("--resnet50-weights")
+    ensemble.add_argument("--spatial-size", type=int)
+    ensemble.add_argument("--epochs", type=int)
+    ensemble.add_argument("--num-workers", type=int, default=2)
+    ensemble.add_argument("--seed", type=int, default=0)
     table = sub.add_parser("table", help="collect results into busi_table.md/.json")
     table.add_argument("--out", type=Path, default=REPO / "runs" / "bench_busi")
     table.add_argument("--figure", type=Path, help="also draw the pooled out-of-fold ROC curves (PNG)")
@@ -352,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="blank the lesion mask (its contour stays visible), its bounding box (its size and aspect "
                             "ratio stay visible), or the same centred square in every crop (no lesion geometry left)")
     args = parser.parse_args(argv)
-    return {"cv": command_cv, "table": command_table, "blank": command_blank}[args.command](args)
+    return {"cv": command_cv, "ensemble": command_ensemble, "table": command_table,
+            "blank": command_blank}[args.command](args)
 
 
 if __name__ == "__main__":

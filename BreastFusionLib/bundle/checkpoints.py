@@ -9,6 +9,7 @@ from pathlib import Path
 
 from BreastFusionLib.bundle.datalist import PARTS, load_datalist
 from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.inference.records import ENSEMBLE_FILE
 
 _EPOCH = re.compile(r"=(\d+)\.pt$")
 
@@ -74,6 +75,9 @@ def preflight(manifest: str | list[str], modality: str, fold: int | None = None,
                     raise UserInputError(f"{error}. To evaluate a trained model on another data set, use "
                                          f"configs/evaluate_external.json with --eval_name NAME") from None
                 raise
+        if checkpoint is not None and not Path(checkpoint).is_file() and (Path(checkpoint).parent / ENSEMBLE_FILE).is_file():
+            raise UserInputError(f"the {modality} model of this bundle is an ensemble ({Path(checkpoint).parent / ENSEMBLE_FILE}): "
+                                 f"score data with configs/evaluate_external.json or breastfusion predict")
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise UserInputError(
                 f"no trained {modality} model at {checkpoint}: train it first "

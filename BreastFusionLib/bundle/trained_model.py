@@ -7,7 +7,8 @@
   on another data set uses unchanged.
 
 A value given on the command line (``--backbone``, ``--spatial_size``) must agree with these; two
-sources that disagree are a one-line error naming both.
+sources that disagree are a one-line error naming both. A cross-validation ensemble
+(``models/<m>/ensemble.json``, ``bundle.ensemble``) is read member by member, each as above.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from pathlib import Path
 
 from BreastFusionLib.bundle.checkpoints import exit_on_user_error
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.loaded_bundle import ARCHITECTURES, checkpoint_backbone, read_state_dict
-from BreastFusionLib.inference.records import ModelRecord, read_json, read_model_record
+from torch import nn
+
+from BreastFusionLib.inference.loaded_bundle import ARCHITECTURES, checkpoint_backbone, load_ensemble, read_state_dict
+from BreastFusionLib.inference.records import ENSEMBLE_FILE, ModelRecord, read_ensemble_members, read_json, read_model_record
+from BreastFusionLib.networks import build_classifier
 
 SETTINGS_FILE = "model_settings.json"
 
@@ -33,6 +37,14 @@ class TrainedModel:
     backbone: str
     spatial_size: int
     record: ModelRecord | None = None  # threshold and temperature from the training run's validation
+    members: tuple["TrainedModel", ...] = ()  # an ensemble's members (``checkpoint`` is then its ensemble.json)
+
+    def network(self) -> nn.Module:
+        """The network to evaluate: for one model, the classifier to fill from ``checkpoint`` (the bundle's
+        ``CheckpointLoader`` does); for an ensemble, its members loaded into an ``EnsembleClassifier``."""
+        if not self.members:
+            return build_classifier(self.modality, backbone=self.backbone)
+        return load_ensemble(self.checkpoint.parents[2], self.modality)[0]
 
 
 def write_model_settings(ckpt_dir: str, modality: str, backbone: str, spatial_size: int) -> str:
@@ -63,6 +75,9 @@ def trained_model(bundle_root: str, modality: str, ckpt_dir: str, backbone: str 
     bundle's configs: a problem ends the run with a one-line message.
     """
     checkpoint = Path(ckpt_dir) / "model.pt"
+    ensemble = Path(ckpt_dir) / ENSEMBLE_FILE
+    if not checkpoint.is_file() and ensemble.is_file():
+        return _trained_ensemble(bundle_root, modality, ensemble, backbone, spatial_size, need_record)
     if not checkpoint.is_file():
         raise UserInputError(f"no trained {modality} model at {checkpoint}: train it first "
                              f"(python -m monai.bundle run training ... --modality {modality}) or pass --ckpt_dir")
@@ -82,3 +97,17 @@ def trained_model(bundle_root: str, modality: str, ckpt_dir: str, backbone: str 
         raise UserInputError(f"the input size of the {modality} model is not recorded ({settings_path} is missing, "
                              f"written by trainings since this release): pass --spatial_size, the size it was trained with")
     return TrainedModel(modality, checkpoint, found, int(size), record)
+
+
+def _trained_ensemble(bundle_root: str, modality: str, ensemble: Path, backbone: str | None, spatial_size: int | None,
+                      need_record: bool) -> TrainedModel:
+    """The ensemble of ``ensemble`` (``models/<m>/ensemble.json``), each member checked as ``trained_model`` does."""
+    members = tuple(trained_model(str(folder), modality, str(folder / "models" / modality), need_record=True)
+                    for folder in read_ensemble_members(ensemble.parents[2], modality))
+    record = read_model_record(Path(bundle_root), modality) if need_record else None
+    found = _agreed("backbone", modality, [("--backbone", backbone), *((str(m.checkpoint), m.backbone) for m in members),
+                                           (f"runs/{modality}/metrics.json", record and record.backbone)])
+    size = _agreed("spatial_size", modality, [("--spatial_size", spatial_size and int(spatial_size)),
+                                              *((str(m.checkpoint), m.spatial_size) for m in members),
+                                              (f"runs/{modality}/metrics.json", record and record.spatial_size)])
+    return TrainedModel(modality, ensemble, found, int(size), record, members)

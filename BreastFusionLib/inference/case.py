@@ -31,6 +31,7 @@ from BreastFusionLib.inference.heatmaps import BRANCHES, HEATMAP_KINDS, MALIGNAN
 from BreastFusionLib.inference.runtime import model_device, run_model
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.points import LesionLocation, locate_lesion
+from BreastFusionLib.networks.ensemble import EnsembleClassifier, record_member_probabilities
 from BreastFusionLib.precision import autocast_dtype
 from BreastFusionLib.transform_config import inference_transforms
 from BreastFusionLib.transforms import modality_keys
@@ -46,7 +47,8 @@ FP32_NEAR_THRESHOLD = 0.03
 @dataclass
 class ModelResult:
     """One model's answer. ``probability`` and ``threshold`` are calibrated (temperature scaling);
-    ``raw_*`` are the network's softmax and the validation threshold before calibration."""
+    ``raw_*`` are the network's softmax and the validation threshold before calibration. For an ensemble,
+    ``probability`` is the mean of ``members`` (each calibrated by its own temperature) and the temperature is 1."""
 
     probability: float
     threshold: float
@@ -55,6 +57,7 @@ class ModelResult:
     raw_probability: float
     raw_threshold: float
     temperature: float
+    members: tuple[float, ...] = ()  # an ensemble's members' calibrated probabilities (their spread: its uncertainty)
 
 
 @dataclass
@@ -132,21 +135,28 @@ def _heatmap_plan(heatmaps: bool | Collection[str], heatmap_models: Collection[s
 
 
 def _malignancy(model: LoadedModel, image: torch.Tensor, branches: list[str], kinds: tuple[str, ...], tta: bool,
-                class_index: int | None, precision: str) -> tuple[float, dict, int | None]:
-    """The network's malignancy probability (before calibration), heat maps and the class they explain
-    (``runtime.run_model``).
+                class_index: int | None, precision: str) -> tuple[float, dict, int | None, tuple[float, ...]]:
+    """The network's malignancy probability (before calibration), heat maps, the class they explain
+    (``runtime.run_model``) and, for an ensemble, each member's calibrated probability (mean over TTA flips).
 
     A reduced-precision answer within ``FP32_NEAR_THRESHOLD`` of the threshold (both before
     calibration, which keeps their order) is recomputed in fp32, heat maps included, so that the
     maps explain the fp32 decision.
     """
-    logits, maps, explained = run_model(model, image, branches, kinds, tta, class_index, precision)
-    raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
-    near = abs(raw - model.threshold) < FP32_NEAR_THRESHOLD
+    def run(run_precision: str) -> tuple[float, dict, int | None, tuple[float, ...]]:
+        if not isinstance(model.network, EnsembleClassifier):
+            logits, maps, explained = run_model(model, image, branches, kinds, tta, class_index, run_precision)
+            return float(torch.softmax(logits, dim=0)[MALIGNANT]), maps, explained, ()
+        with record_member_probabilities(model.network) as calls:
+            logits, maps, explained = run_model(model, image, branches, kinds, tta, class_index, run_precision)
+        members = tuple(float(torch.stack(member)[:, 0, MALIGNANT].mean()) for member in calls)
+        return float(torch.softmax(logits, dim=0)[MALIGNANT]), maps, explained, members
+
+    answer = run(precision)
+    near = abs(answer[0] - model.threshold) < FP32_NEAR_THRESHOLD
     if near and autocast_dtype(model_device(model), precision, model.spatial_size) is not None:
-        logits, maps, explained = run_model(model, image, branches, kinds, tta, class_index, "fp32")
-        raw = float(torch.softmax(logits, dim=0)[MALIGNANT])
-    return raw, maps, explained
+        answer = run("fp32")
+    return answer
 
 
 def predict_case(
@@ -260,11 +270,11 @@ def _run_one_model(bundle: LoadedBundle, name: str, kinds: tuple[str, ...], resu
         result.notes.append(f"no heat maps for the {name} model: it was loaded from TorchScript (model.ts), which has no hooks")
         kinds = ()
     with _Timer(timings, f"forward_{name}"):  # with Grad-CAM: its backward pass to the last stage too
-        raw, network_maps, explained = _malignancy(model, image, present, kinds, tta, class_index, precision)
+        raw, network_maps, explained, members = _malignancy(model, image, present, kinds, tta, class_index, precision)
     probability = apply_temperature(raw, model.temperature)
     threshold = apply_temperature(model.threshold, model.temperature)
     result.models[name] = ModelResult(probability, threshold, "malignant" if probability >= threshold else "benign",
-                                      missing, raw, model.threshold, model.temperature)
+                                      missing, raw, model.threshold, model.temperature, members)
     if not kinds:
         return
     if explained is not None:

@@ -12,7 +12,9 @@
   maps (min, max) to (1, 0), i.e. it flips the map so that the most important region looks least
   important; ``min_max`` below keeps high = important.
 
-Both are scaled to [0, 1] per map (``min_max``). They come at the network's feature resolution
+Both are scaled to [0, 1] per map (``min_max``). For an ensemble (``networks.EnsembleClassifier``) each
+member's maps come from the same forward and backward pass (Grad-CAM of the ensemble's output), are
+scaled to [0, 1] one by one, averaged and scaled again: the members' mean map. They come at the network's feature resolution
 (spatial_size / 32): Grad-CAM is upsampled to the input size (as MONAI does), then both are
 upsampled bilinearly to the 300x300 crop and mapped back into the original image (US: the image's
 rows x cols; CT: the axial slice ``volume.hu[slice_index]``) through the crop's ``CropBox``; pixels
@@ -33,6 +35,7 @@ from torch import nn
 
 from BreastFusionLib.crop import CropBox
 from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.networks.ensemble import EnsembleClassifier
 
 # For each model: crop key (branch) -> the attribute holding that branch's backbone.
 BRANCHES = {"us": {"us": "backbone"}, "ct": {"ct": "backbone"}, "fusion": {"us": "us_branch", "ct": "ct_branch"}}
@@ -51,17 +54,32 @@ def min_max(cam: torch.Tensor) -> torch.Tensor:
     return scaled.view_as(cam)
 
 
+def branch_backbones(network: nn.Module, modality: str, branch: str) -> list[nn.Module]:
+    """The backbone of ``branch`` in ``network``: one per member of an ensemble, else one."""
+    networks = list(network.members) if isinstance(network, EnsembleClassifier) else [network]
+    return [getattr(member, BRANCHES[modality][branch]) for member in networks]
+
+
+def mean_map(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The members' maps, each scaled to [0, 1], averaged and scaled again (one member: ``min_max`` of its map)."""
+    return min_max(torch.stack([min_max(heat) for heat in maps]).mean(0))
+
+
 @contextmanager
 def record_attention(network: nn.Module, modality: str):
-    """While active, ``maps[branch]`` holds the attention map (B, 1, h, w) of each forward pass: the L2
-    norm over channels of the last CBAM block's output (``attention_module()``, its last gate), not scaled."""
-    maps: dict[str, torch.Tensor] = {}
+    """While active, ``maps[branch]`` lists each member's attention map (B, 1, h, w) of the last forward pass
+    (one entry for a single network): the L2 norm over channels of the last CBAM block's output
+    (``attention_module()``, its last gate), not scaled."""
+    maps: dict[str, list[torch.Tensor | None]] = {}
     handles = []
-    for branch, attribute in BRANCHES[modality].items():
-        def hook(_module, _inputs, output, branch=branch):
-            maps[branch] = output.detach().float().norm(dim=1, keepdim=True)
+    for branch in BRANCHES[modality]:
+        backbones = branch_backbones(network, modality, branch)
+        maps[branch] = [None] * len(backbones)
+        for index, backbone in enumerate(backbones):
+            def hook(_module, _inputs, output, branch=branch, index=index):
+                maps[branch][index] = output.detach().float().norm(dim=1, keepdim=True)
 
-        handles.append(getattr(network, attribute).attention_module().register_forward_hook(hook))
+            handles.append(backbone.attention_module().register_forward_hook(hook))
     try:
         yield maps
     finally:
@@ -85,10 +103,12 @@ class HeatMaps:
         self.network, self.modality = network, modality
         self.branches = list(BRANCHES[modality])
         self.layer = layer or TARGET_LAYERS[backbone]
+        self.targets: dict[str, list[nn.Module]] = {}
         for branch in self.branches:
-            if self.layer not in dict(getattr(network, BRANCHES[modality][branch]).named_modules()):
+            backbones = branch_backbones(network, modality, branch)
+            if self.layer not in dict(backbones[0].named_modules()):
                 raise UserInputError(f"Grad-CAM layer {self.layer!r} is not a module of the {backbone} branches")
-        self.targets = [network.get_submodule(f"{BRANCHES[modality][b]}.{self.layer}") for b in self.branches]
+            self.targets[branch] = [b.get_submodule(self.layer) for b in backbones]
 
     def logits_and_maps(self, image: torch.Tensor, branches: list[str], kinds: tuple[str, ...] = HEATMAP_KINDS,
                         class_index: int | Callable[[torch.Tensor], int] = MALIGNANT,
@@ -100,37 +120,48 @@ class HeatMaps:
         (e.g. the model's decision). Without "gradcam" in ``kinds`` no gradient is computed and the
         explained class is None.
         """
-        activations: dict[str, torch.Tensor] = {}
+        activations: dict[str, list[torch.Tensor | None]] = {b: [None] * len(t) for b, t in self.targets.items()}
 
-        def start_graph(_module, _inputs, output, branch):
-            activations[branch] = output.detach().requires_grad_(True)
-            return activations[branch]
+        def start_graph(output, branch, index):
+            activations[branch][index] = output.detach().requires_grad_(True)
+            return activations[branch][index]
 
         gradcam = "gradcam" in kinds
         with ExitStack() as stack:
             if gradcam:
-                for branch, target in zip(self.branches, self.targets):
-                    stack.callback(target.register_forward_hook(
-                        lambda m, i, o, b=branch: start_graph(m, i, o, b)).remove)
+                for branch, targets in self.targets.items():
+                    for index, target in enumerate(targets):
+                        stack.callback(target.register_forward_hook(
+                            lambda m, i, o, b=branch, k=index: start_graph(o, b, k)).remove)
             attention = stack.enter_context(record_attention(self.network, self.modality)) if "attention" in kinds else {}
+            member_logits = []  # an ensemble's members' own logits: each member's Grad-CAM is its own, as alone
+            if gradcam and isinstance(self.network, EnsembleClassifier):
+                for member in self.network.members:
+                    stack.callback(member.register_forward_hook(lambda m, i, o: member_logits.append(o)).remove)
             stack.enter_context(torch.enable_grad() if gradcam else torch.no_grad())
             logits = self.network(image)
             explained = None
             if gradcam:
                 explained = class_index(logits.detach()) if callable(class_index) else class_index
-                wanted = [activations[branch] for branch in branches]
-                gradients = torch.autograd.grad(logits[:, explained].sum(), wanted, allow_unused=True) if wanted else []
+                wanted = [a for branch in branches for a in activations[branch]]
+                score = sum(out[:, explained].sum() for out in member_logits or [logits])
+                gradients = torch.autograd.grad(score, wanted, allow_unused=True) if wanted else []
         maps: dict[str, dict[str, torch.Tensor]] = {branch: {} for branch in branches}
         for branch in branches:
             if "attention" in kinds:
-                maps[branch]["attention"] = min_max(attention[branch])
+                maps[branch]["attention"] = mean_map(attention[branch])
         if gradcam:
             upsample = default_upsampler(image.shape[2:])
-            for branch, gradient in zip(branches, gradients):
-                activation = activations[branch].detach().float()
-                gradient = torch.zeros_like(activation) if gradient is None else gradient.float()
-                weights = gradient.mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
-                maps[branch]["gradcam"] = min_max(upsample(F.relu((weights * activation).sum(1, keepdim=True))))
+            gradient_of = dict(zip(((b, k) for b in branches for k in range(len(activations[b]))), gradients))
+            for branch in branches:
+                cams = []
+                for index, activation in enumerate(activations[branch]):
+                    gradient = gradient_of[branch, index]
+                    activation = activation.detach().float()
+                    gradient = torch.zeros_like(activation) if gradient is None else gradient.float()
+                    weights = gradient.mean(dim=(2, 3), keepdim=True)  # GradCAM: channel weights = mean gradient
+                    cams.append(upsample(F.relu((weights * activation).sum(1, keepdim=True))))
+                maps[branch]["gradcam"] = mean_map(cams)
         return logits.detach(), maps, explained
 
     def __call__(self, image: torch.Tensor, branches: list[str],

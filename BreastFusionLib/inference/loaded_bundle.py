@@ -1,7 +1,9 @@
 """Load a trained BreastFusion bundle once: networks, operating thresholds and calibration temperatures.
 
 Bundle folder layout (what ``python -m monai.bundle run training|evaluating`` writes under
-``bundle_root``): ``models/<m>/model.pt`` (best checkpoint, a state dict; or ``model.ts``, TorchScript),
+``bundle_root``): ``models/<m>/model.pt`` (best checkpoint, a state dict; or ``model.ts``, TorchScript;
+or ``ensemble.json``, a cross-validation ensemble whose members are bundle folders of their own,
+``bundle.ensemble``),
 ``runs/<m>/metrics.json`` (threshold, temperature, and the input size and backbone the model was
 evaluated with; read by ``inference.records``; without a temperature the probability stays uncalibrated
 and ``LoadedBundle.notes`` says so), else ``configs/inference.json`` or ``configs/train.json`` (``spatial_size``), and
@@ -26,8 +28,8 @@ import torch
 from torch import nn
 
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.records import read_json, read_model_record
-from BreastFusionLib.networks import MODALITIES, build_classifier
+from BreastFusionLib.inference.records import ENSEMBLE_FILE, read_ensemble_members, read_json, read_model_record
+from BreastFusionLib.networks import MODALITIES, EnsembleClassifier, build_classifier
 from BreastFusionLib.transform_config import REPOSITORY_CONFIGS
 
 ARCHITECTURES = {"cbam_resnet50": "CBAM-ResNet-50", "cbam_efficientnet_lite0": "CBAM-EfficientNet-Lite0"}
@@ -48,6 +50,7 @@ class LoadedModel:
     device: torch.device = torch.device("cpu")
     torchscript: bool = False
     heatmaps: Any = field(default=None, repr=False)  # heatmaps.HeatMaps (attention and Grad-CAM), built on first use
+    members: tuple[tuple[Path, str], ...] = ()  # an ensemble's member checkpoints and their SHA-256 (network: EnsembleClassifier)
 
 
 @dataclass
@@ -139,6 +142,33 @@ def _load_network(checkpoint: Path, modality: str, device: torch.device, recorde
     return network.to(device).eval().requires_grad_(False), backbone  # Grad-CAM needs activation gradients only
 
 
+def load_ensemble(root: Path, modality: str, device: torch.device | str = "cpu",
+                  ) -> tuple[EnsembleClassifier, str, int | None, tuple[Path, ...]]:
+    """The ensemble of ``models/<modality>/ensemble.json`` in ``root``: network (eval mode), backbone, input size, member checkpoints.
+
+    Each member is a bundle folder with ``models/<m>/model.pt`` and ``runs/<m>/metrics.json`` holding its
+    temperature; members must share backbone and input size.
+    """
+    networks, temperatures, backbones, sizes, checkpoints = [], [], set(), set(), []
+    for folder in read_ensemble_members(root, modality):
+        record = read_model_record(folder, modality)
+        if record.temperature is None:
+            raise UserInputError(f"ensemble member {folder}: runs/{modality}/metrics.json has no calibration temperature; "
+                                 f"re-run evaluating for it")
+        checkpoint = folder / "models" / modality / "model.pt"
+        network, backbone = _load_network(checkpoint, modality, torch.device(device), record.backbone)
+        networks.append(network)
+        temperatures.append(record.temperature)
+        backbones.add(backbone)
+        sizes.add(record.spatial_size)
+        checkpoints.append(checkpoint)
+    if len(backbones) > 1 or len(sizes) > 1:
+        raise UserInputError(f"{root / 'models' / modality / ENSEMBLE_FILE}: the members differ in backbone or input size "
+                             f"({sorted(backbones)}, {sorted(sizes, key=str)}); an ensemble needs one of each")
+    network = EnsembleClassifier(networks, temperatures).to(device).eval().requires_grad_(False)
+    return network, backbones.pop(), sizes.pop(), tuple(checkpoints)
+
+
 def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODALITIES, spatial_size: int | None = None,
                 device: str | torch.device = "cpu") -> LoadedBundle:
     """Load the ``modalities`` ("us", "ct", "fusion") of the trained bundle in ``root``, once.
@@ -164,18 +194,28 @@ def load_bundle(root: str | Path, modalities: tuple[str, ...] | list[str] = MODA
     bundle = LoadedBundle(root=root, version=version)
     for modality in modalities:
         folder = root / "models" / modality
-        candidates = [folder / "model.pt", folder / "model.ts"]
+        candidates = [folder / "model.pt", folder / "model.ts", folder / ENSEMBLE_FILE]
         checkpoint = next((c for c in candidates if c.is_file()), None)
         if checkpoint is None:
-            raise UserInputError(f"bundle {root}: models/{modality}/model.pt (or model.ts) is missing: "
+            raise UserInputError(f"bundle {root}: models/{modality}/model.pt (or model.ts, or ensemble.json) is missing: "
                                  f"train the {modality} model or leave it out of --models")
         record = read_model_record(root, modality)
         if record.temperature is None:
             bundle.notes.append(f"runs/{modality}/metrics.json has no calibration temperature (written before "
                                 f"calibration existed): the {modality} probability is uncalibrated; re-run evaluating")
-        network, backbone = _load_network(checkpoint, modality, device, record.backbone)
-        model_size = int(spatial_size) if spatial_size else (record.spatial_size or size)
+        members: tuple[tuple[Path, str], ...] = ()
+        if checkpoint.name == ENSEMBLE_FILE:
+            network, backbone, members_size, member_files = load_ensemble(root, modality, device)
+            if record.backbone not in (None, backbone):
+                raise UserInputError(f"{checkpoint}: the members hold {ARCHITECTURES[backbone]} weights, but "
+                                     f"runs/{modality}/metrics.json records backbone {record.backbone!r}")
+            members = tuple((f, sha256(f)) for f in member_files)
+            record_size = record.spatial_size or members_size
+        else:
+            network, backbone = _load_network(checkpoint, modality, device, record.backbone)
+            record_size = record.spatial_size
+        model_size = int(spatial_size) if spatial_size else (record_size or size)
         bundle.models[modality] = LoadedModel(modality, network, record.threshold, record.temperature or 1.0, model_size,
                                               checkpoint, sha256(checkpoint), backbone, device,
-                                              torchscript=checkpoint.suffix == ".ts")
+                                              torchscript=checkpoint.suffix == ".ts", members=members)
     return bundle

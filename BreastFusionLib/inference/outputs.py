@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from BreastFusionLib.crop import CropBox
 from BreastFusionLib.display import save_grey_png, to_uint8
 from BreastFusionLib.inference.loaded_bundle import LoadedBundle
-from BreastFusionLib.inference.case import CaseResult
+from BreastFusionLib.inference.case import CaseResult, ModelResult
 from BreastFusionLib.inference.report_html import write_report_html
 from BreastFusionLib.localization.parsing import format_clock
 
@@ -170,6 +170,28 @@ def heatmap_info(result: CaseResult, bundle: LoadedBundle) -> dict:
     return info
 
 
+def ensemble_spread(result: ModelResult) -> dict | None:
+    """An ensemble's uncertainty for result.json: its members' calibrated probabilities, their SD and range, and how
+    many lie on the same side of the threshold as the ensemble's answer; None for a single model."""
+    if not result.members:
+        return None
+    members = np.asarray(result.members, float)
+    malignant = result.decision == "malignant"
+    return {"members": int(members.size), "member_probabilities": [round(float(p), 6) for p in members],
+            "sd": round(float(members.std(ddof=1)) if members.size > 1 else 0.0, 6),
+            "range": [round(float(members.min()), 6), round(float(members.max()), 6)],
+            "agreeing": int(np.sum((members >= result.threshold) == malignant))}
+
+
+def _checkpoint_record(bundle: LoadedBundle, name: str) -> dict:
+    model = bundle.models[name]
+    record = {"file": model.checkpoint.relative_to(bundle.root).as_posix(), "sha256": model.sha256, "backbone": model.backbone}
+    if model.members:
+        record["members"] = [{"file": path.relative_to(bundle.root).as_posix(), "sha256": digest}
+                             for path, digest in model.members]
+    return record
+
+
 def write_outputs(result: CaseResult, bundle: LoadedBundle, out_dir: str | Path) -> dict:
     """Write every output file of ``result`` into ``out_dir``; returns the result.json record."""
     out = Path(out_dir)
@@ -189,7 +211,7 @@ def write_outputs(result: CaseResult, bundle: LoadedBundle, out_dir: str | Path)
         heatmap_figure(result, key).save(out / overlays[key])
     record = {
         "models": {name: {"probability": round(r.probability, 6), "threshold": round(r.threshold, 6),
-                          "decision": r.decision, "missing_modality": r.missing_modality}
+                          "decision": r.decision, "missing_modality": r.missing_modality, "ensemble": ensemble_spread(r)}
                    for name, r in result.models.items()},
         "localization": _localization(result),
         "crops": crops,
@@ -197,9 +219,7 @@ def write_outputs(result: CaseResult, bundle: LoadedBundle, out_dir: str | Path)
         "overlays": overlays,
         "heatmap_info": heatmap_info(result, bundle),
         "model": {"bundle_version": bundle.version,
-                  "checkpoints": {name: {"file": bundle.models[name].checkpoint.relative_to(bundle.root).as_posix(),
-                                         "sha256": bundle.models[name].sha256, "backbone": bundle.models[name].backbone}
-                                  for name in result.models}},
+                  "checkpoints": {name: _checkpoint_record(bundle, name) for name in result.models}},
         "timings_s": result.timings_s,
         "disclaimer": DISCLAIMER,
     }

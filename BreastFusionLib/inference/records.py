@@ -3,7 +3,9 @@
 ``runs/<model>/metrics.json`` (written by ``bundle.report.write_model_report``) holds the operating
 ``threshold`` chosen on the validation predictions, the calibration ``temperature`` fitted on them,
 and the ``spatial_size`` and ``backbone`` the model was evaluated with. Serving reads only these
-fields; it never re-fits anything.
+fields; it never re-fits anything. A cross-validation ensemble lists its members' bundle folders in
+``models/<model>/ensemble.json``; its ``runs/<model>/metrics.json`` (``bundle.ensemble``) holds the
+ensemble's own threshold, with temperature 1 (each member's temperature is applied before averaging).
 """
 
 from __future__ import annotations
@@ -53,3 +55,19 @@ def read_model_record(root: Path, modality: str) -> ModelRecord:
     size = metrics.get("spatial_size")
     size = int(size) if isinstance(size, (int, float)) and size > 0 else None
     return ModelRecord(float(threshold), None if temperature is None else float(temperature), size, backbone)
+
+
+ENSEMBLE_FILE = "ensemble.json"  # models/<model>/ensemble.json: the members of a cross-validation ensemble
+
+
+def read_ensemble_members(root: Path, modality: str) -> list[Path]:
+    """The member bundle folders listed in ``models/<modality>/ensemble.json`` of ``root`` (relative to ``root``)."""
+    path = root / "models" / modality / ENSEMBLE_FILE
+    members = read_json(path).get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
+        raise UserInputError(f"{path}: needs 'members', a non-empty list of member bundle folders, got {members!r}")
+    folders = [root / member for member in members]
+    missing = [str(f) for f in folders if not (f / "models" / modality / "model.pt").is_file()]
+    if missing:
+        raise UserInputError(f"{path}: member(s) without models/{modality}/model.pt: {', '.join(missing)}")
+    return folders

@@ -6,7 +6,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from BreastFusionLib.display import hit_rate_text
+from BreastFusionLib.display import ensemble_text, hit_rate_text
 from BreastFusionLib.inference.loaded_bundle import ARCHITECTURES
 
 NAMES = {"us": "Ultrasound (US)", "ct": "Chest CT", "fusion": "US + CT fusion"}
@@ -40,6 +40,7 @@ def write_report_html(path: Path, record: dict, result, bundle, out: Path) -> No
             f"<tr><td>{NAMES[name]}</td><td><b>{entry['probability']:.3f}</b></td><td>{entry['threshold']:.3f}</td>"
             f"<td class='{entry['decision']}'>{entry['decision']}</td>"
             f"<td>{'none' if missing is None else escape(NAMES[missing]) + ' missing: answered from the other modality'}</td>"
+            f"<td>{escape(ensemble_text(entry.get('ensemble')) or 'one model')}</td>"
             f"<td>{model.raw_probability:.3f} / {model.raw_threshold:.3f}, T = {model.temperature:.2f}</td></tr>")
     location = record["localization"]
     if location:
@@ -68,9 +69,11 @@ figure{{display:inline-block;margin:4px}}img{{max-width:100%}}</style></head><bo
 <p class="warn">{escape(record['disclaimer'])}</p>
 <h2>Probability of malignancy</h2>
 <table><tr><th>Model</th><th>Probability (calibrated)</th><th>Threshold</th><th>Decision</th><th>Missing modality</th>
-<th>Uncalibrated probability / threshold</th></tr>{''.join(rows)}</table>
+<th>Ensemble members (uncertainty)</th><th>Uncalibrated probability / threshold</th></tr>{''.join(rows)}</table>
 <p>Decision: malignant when the probability is at least the threshold, which was chosen on validation data
-(Youden's J). Probabilities are temperature-scaled on the validation predictions; this does not change any decision.</p>
+(Youden's J). Probabilities are temperature-scaled on the validation predictions; this does not change any decision.
+An ensemble's probability is the mean of its members' calibrated probabilities; their range and spread show how
+much the members disagree (a wide range or a split vote: read the answer with more caution).</p>
 <h2>Localization</h2><p>{where}</p>
 <h2>Crops</h2>{crops}
 <h2>Heat maps</h2><p>Each map is drawn over the crop the model saw; the small view on the left shows the

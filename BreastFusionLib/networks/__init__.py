@@ -1,4 +1,4 @@
-"""Networks: CBAM-ResNet-50 and the US, CT, fusion and late-fusion classifiers."""
+"""Networks: CBAM-ResNet-50 and the US, CT, fusion and late-fusion classifiers, and their cross-validation ensembles."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from torch import nn
 from BreastFusionLib.networks.cbam import CBAM
 from BreastFusionLib.networks.classifiers import FusionClassifier, LateFusion, SingleModalityClassifier
 from BreastFusionLib.networks.efficientnet import CBAMEfficientNetLite0, load_imagenet_lite0
+from BreastFusionLib.networks.ensemble import EnsembleClassifier, record_member_probabilities
 from BreastFusionLib.networks.pretrained import freeze, load_branches_from_single_models, load_imagenet_resnet50
 from BreastFusionLib.networks.resnet import CBAMResNet50
 
@@ -52,7 +53,8 @@ def build_classifier(modality: str, pretrained: str | None = None, freeze_mode: 
 
 
 __all__ = [
-    "BACKBONES", "CBAM", "CBAMEfficientNetLite0", "CBAMResNet50", "FusionClassifier", "LateFusion", "MODALITIES",
+    "BACKBONES", "CBAM", "CBAMEfficientNetLite0", "CBAMResNet50", "EnsembleClassifier", "FusionClassifier", "LateFusion", "MODALITIES",
     "SingleModalityClassifier",
     "build_classifier", "freeze", "load_branches_from_single_models", "load_imagenet_lite0", "load_imagenet_resnet50",
+    "record_member_probabilities",
 ]
