@@ -104,8 +104,9 @@ MARK_KINDS = ("calipers", "dotted_line", "boxed_label", "text")
 
 
 def mark_layers(shape: tuple[int, int], mask: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The marks that ``marks`` burns in, one uint8 layer per kind of ``MARK_KINDS`` (255 where drawn white): '+' calipers on the lesion and their dotted line (``synthetic.ultrasound.draw_calipers``), a boxed
-    body-mark label (frame and text) and a measurement text."""
+    """The marks that ``marks`` burns in, one uint8 layer per kind of ``MARK_KINDS`` (255 where drawn white):
+    '+' calipers on the lesion and their dotted line (``synthetic.ultrasound.draw_calipers``), a boxed body-mark
+    label (frame and text) and a measurement text."""
     layers = {kind: Image.new("L", (shape[1], shape[0])) for kind in MARK_KINDS}
     draw = {kind: ImageDraw.Draw(layer) for kind, layer in layers.items()}
     width, height = draw_calipers(draw["calipers"], mask, 255, dots=draw["dotted_line"])
