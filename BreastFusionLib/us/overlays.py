@@ -404,16 +404,16 @@ def cross_mask(grey: np.ndarray, tophat: np.ndarray, integral: np.ndarray | None
 
 def _arm_ridge(box_mean: _BoxMeans, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """How much the least distinct arm stands out from the lines beside it, over the outer part of each arm
-    (distance ``RIDGE_START`` to ``scale``) against the brighter of the two parallel lines ``RIDGE_OFFSET`` px
-    away: (min over arms of the arm's mean minus that line's mean, min over arms of the arm's darkest pixel
-    minus that line's mean). 1- and 2-px strokes pass; a round blob, whose arms do not reach that far, does not."""
+    (distance ``RIDGE_START`` to ``scale``) against the mean of the two parallel lines ``RIDGE_OFFSET`` px
+    away: (min over arms of the arm's mean minus the side lines' mean, min over arms of the arm's darkest
+    pixel minus the side lines' mean). 1- and 2-px strokes pass; a round blob, whose arms do not reach that far, does not."""
     mean_ridge, pixel_ridge = [], []
     for sign in (1, -1):
         span = (RIDGE_START, scale) if sign > 0 else (-scale, -RIDGE_START)
         for axis in (1, 0):
             def line(across: int, along: tuple[int, int] = span) -> np.ndarray:
                 return box_mean(across, across, *along) if axis == 1 else box_mean(*along, across, across)
-            side = np.maximum(line(-RIDGE_OFFSET), line(RIDGE_OFFSET))
+            side = (line(-RIDGE_OFFSET) + line(RIDGE_OFFSET)) / 2
             darkest = np.minimum.reduce([line(0, (sign * d, sign * d)) for d in range(RIDGE_START, scale + 1)])
             mean_ridge.append(line(0) - side)
             pixel_ridge.append(darkest - side)
@@ -443,7 +443,7 @@ def faint_cross_mask(grey: np.ndarray, tophat: np.ndarray, integral: np.ndarray 
 
     Candidates need only a mid-grey level and a weak top-hat. A cross is accepted at a half-arm length
     where, besides the arms-minus-quadrants response of ``cross_mask`` (at least ``FAINT_CROSS_RESPONSE``),
-    each of the four arms is straight and thin (brighter than both lines ``RIDGE_OFFSET`` px beside it by
+    each of the four arms is straight and thin (brighter than the lines ``RIDGE_OFFSET`` px beside it by
     ``FAINT_CROSS_RIDGE``) and the arms have one grey level (spread at most ``FAINT_CROSS_SPREAD``): speckle
     grains, tissue lines (two arms) and crossings of thick tissue strands (wide arms) fail one of these.
     """
