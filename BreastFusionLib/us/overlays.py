@@ -18,18 +18,28 @@ Method (numpy / scipy.ndimage only):
      cross filter (four bright 1-px arms, dark diagonal quadrants), and components seeded by a
      strong near-white top-hat response that are small (area, bounding box), not elongated
      (tissue specular lines are) and much brighter than the ring of pixels around them;
+   * faint ``+`` calipers (mid-grey, from grey 0.3): the same cross filter at a lower response,
+     accepted only where each arm is a straight thin line (brighter than the lines 3 px beside it)
+     and the arms have one grey level, as drawn lines have; they anchor chains (below) but, unlike
+     strong crosses, never take the tissue component they touch;
    * secondary marks (dots of dotted measurement lines, digits and calipers on brighter tissue)
      are accepted only when chained, each within ``REACH`` px of the next, to a primary mark;
    * an isolated component must be compact or very contrasted.
 
-3. The union is dilated by ``DILATE`` pixels (anti-aliased stroke edges, colour bleeding).
-4. **Filling.** Masked pixels are filled by onion-peel inpainting: repeatedly, every masked
+3. **Boxed labels:** rectangles of thin bright lines (a left and a right side of the same extent,
+   joined by top and bottom lines, each brighter than the pixels 2-3 px outside the box; the inside
+   darker than the frame). A label-sized box (inside at most 40 x 320 px) is flagged with its inside:
+   its frame's long lines and the text in it form one component too long to be a mark.
+4. The union is dilated by ``DILATE`` pixels (anti-aliased stroke edges, colour bleeding).
+5. **Filling.** Masked pixels are filled by onion-peel inpainting: repeatedly, every masked
    pixel with known 8-neighbours takes their mean, from the outside of the mask inwards
    (a normalized 3x3 convolution). The fill is smooth (no speckle is synthesised).
 
 Limits: marks lying on bright tissue (low contrast with the ring around them), dim grey text and
-body-mark pictograms, and faint dotted lines away from any caliper can be missed; small very
-bright isolated tissue echoes can be flagged. Calipers and dotted lines drawn across a lesion are
+body-mark pictograms, faint dotted lines away from any caliper, grey calipers on tissue about as
+bright as they are, and boxes whose frame is broken or lies on bright tissue can be missed; small
+very bright isolated tissue echoes can be flagged, and two bright letters can be taken for a box
+(text is flagged then, a 1 px outline round it). Calipers and dotted lines drawn across a lesion are
 flagged (and filled) inside the lesion. Thresholds were tuned by eye on BUSI (8-bit images
 downscaled to a longer side of at most 512 px); other scanners or resolutions may need other
 values. The fill carries no speckle texture, so a large filled area looks smooth.
@@ -96,6 +106,7 @@ BOX_RIDGE = 0.20
 BOX_MIN_SIDE = 9
 BOX_GAP = 2
 BOX_COVERAGE = 0.9
+BOX_MIN_ASPECT = 1.6  # width / height: a typed label is wide; two letters side by side are not
 BOX_LABEL_HEIGHT, BOX_LABEL_WIDTH = 40, 320
 # A component with no other mark within REACH px is kept only if compact or very contrasted.
 LONE_MAX_ELONGATION = 2.5
@@ -594,11 +605,12 @@ def boxed_label_mask(grey: np.ndarray) -> np.ndarray:
     """Rectangles drawn with thin bright lines, with the label inside the small ones.
 
     A side of a box is a straight run of pixels at least ``BOX_LEVEL`` and brighter by ``BOX_RIDGE`` than
-    the pixel 2 or 3 px outside the box (text may touch the frame from inside, or overflow it by 2 px). A box is a left and a right
-    side of the same extent (within 2 px) joined at both ends by top and bottom lines covering
-    ``BOX_COVERAGE`` of the width, whose inside is darker than its frame (median at least ``BOX_RIDGE``
-    below: a filled bright patch is not a box). Its outline (+-1 px) is returned, with its whole inside
-    when it is label-sized (``BOX_LABEL_HEIGHT`` x ``BOX_LABEL_WIDTH`` at most): text in a box, which
+    the pixel 2 or 3 px outside the box (text may touch the frame from inside, or overflow it by 2 px).
+    A box is a left and a right side of the same extent (within 2 px) joined at both ends by top and
+    bottom lines covering ``BOX_COVERAGE`` of the width, at least ``BOX_MIN_ASPECT`` times wider than
+    tall, its inside darker than its frame (median at least ``BOX_RIDGE`` below: a filled bright patch
+    is not a box). Its outline (+-1 px) is returned, with its whole inside when it is label-sized
+    (``BOX_LABEL_HEIGHT`` x ``BOX_LABEL_WIDTH`` at most): text in a box, which
     ``bright_mark_mask`` misses because frame and text form one long component.
     """
     grey = np.asarray(grey, dtype=np.float32)
@@ -626,6 +638,8 @@ def boxed_label_mask(grey: np.ndarray) -> np.ndarray:
     for left, right in pairs:
         x0, x1 = lefts[left, 0], rights[right, 0]
         y0, y1 = min(lefts[left, 1], rights[right, 1]), max(lefts[left, 2], rights[right, 2])
+        if x1 - x0 < BOX_MIN_ASPECT * (y1 - y0):
+            continue
         if not (_covered(tops, y0, x0, x1) and _covered(bottoms, y1, x0, x1)):
             continue
         frame = np.concatenate([grey[y0, x0:x1 + 1], grey[y1, x0:x1 + 1], grey[y0:y1 + 1, x0], grey[y0:y1 + 1, x1]])
