@@ -47,6 +47,7 @@ values. The fill carries no speckle texture, so a large filled area looks smooth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -386,6 +387,25 @@ def _paint_crosses(grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, scale: 
     return out
 
 
+def _crosses(grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, integral: np.ndarray, scales: tuple[int, ...],
+             threshold: float, arms_test: Callable[[_BoxMeans, int], np.ndarray] | None = None) -> np.ndarray:
+    """Painted crosses (``_paint_crosses``) at the candidate centres (rows, cols) whose best response
+    (arms minus quadrants, over the ``scales`` where ``arms_test`` passes, if given) reaches ``threshold``."""
+    box_mean = _BoxMeans(integral, rows, cols)
+    best = np.full(rows.size, -1.0)
+    best_scale = np.zeros(rows.size, int)
+    best_arms = np.zeros(rows.size)
+    for scale in scales:
+        arms, quadrants = _arms_and_quadrants(box_mean, scale)
+        response = arms - quadrants
+        better = response > best
+        if arms_test is not None:
+            better &= arms_test(box_mean, scale)
+        best[better], best_scale[better], best_arms[better] = response[better], scale, arms[better]
+    hits = np.flatnonzero(best >= threshold)
+    return _paint_crosses(grey, rows[hits], cols[hits], best_scale[hits], best_arms[hits], best[hits])
+
+
 def cross_mask(grey: np.ndarray, tophat: np.ndarray, integral: np.ndarray | None = None) -> np.ndarray:
     """Pixels of ``+``-shaped marks: caliper crosses and the stroke junctions of burned-in letters.
 
@@ -400,24 +420,15 @@ def cross_mask(grey: np.ndarray, tophat: np.ndarray, integral: np.ndarray | None
     rows, cols = np.nonzero((grey >= CROSS_LEVEL) & (tophat >= CROSS_TOPHAT))
     if rows.size == 0:
         return np.zeros(grey.shape, bool)
-    box_mean = _BoxMeans(_integral(grey) if integral is None else integral, rows, cols)
-    best = np.full(rows.size, -1.0)
-    best_scale = np.zeros(rows.size, int)
-    best_arms = np.zeros(rows.size)
-    for scale in CROSS_SCALES:
-        arms, quadrants = _arms_and_quadrants(box_mean, scale)
-        response = arms - quadrants
-        better = response > best
-        best[better], best_scale[better], best_arms[better] = response[better], scale, arms[better]
-    hits = np.flatnonzero(best >= CROSS_RESPONSE)
-    return _paint_crosses(grey, rows[hits], cols[hits], best_scale[hits], best_arms[hits], best[hits])
+    return _crosses(grey, rows, cols, _integral(grey) if integral is None else integral, CROSS_SCALES, CROSS_RESPONSE)
 
 
 def _arm_ridge(box_mean: _BoxMeans, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """How much the least distinct arm stands out from the lines beside it, over the outer part of each arm
     (distance ``RIDGE_START`` to ``scale``) against the mean of the two parallel lines ``RIDGE_OFFSET`` px
     away: (min over arms of the arm's mean minus the side lines' mean, min over arms of the arm's darkest
-    pixel minus the side lines' mean). 1- and 2-px strokes pass; a round blob, whose arms do not reach that far, does not."""
+    pixel minus the side lines' mean). 1- and 2-px strokes pass; a round blob, whose arms do not reach
+    that far, does not."""
     mean_ridge, pixel_ridge = [], []
     for sign in (1, -1):
         span = (RIDGE_START, scale) if sign > 0 else (-scale, -RIDGE_START)
@@ -465,20 +476,14 @@ def faint_cross_mask(grey: np.ndarray, tophat: np.ndarray, integral: np.ndarray 
                             & (_line_contrast(grey, 0, shortest) >= FAINT_CROSS_RIDGE / 2))
     if rows.size == 0:
         return np.zeros(grey.shape, bool)
-    box_mean = _BoxMeans(_integral(grey) if integral is None else integral, rows, cols)
-    best = np.full(rows.size, -1.0)
-    best_scale = np.zeros(rows.size, int)
-    best_arms = np.zeros(rows.size)
-    for scale in FAINT_CROSS_SCALES:
-        arms, quadrants = _arms_and_quadrants(box_mean, scale)
-        response = arms - quadrants
+
+    def one_level_thin_arms(box_mean: _BoxMeans, scale: int) -> np.ndarray:
         mean_ridge, pixel_ridge = _arm_ridge(box_mean, scale)
-        accepted = ((response >= FAINT_CROSS_RESPONSE) & (mean_ridge >= FAINT_CROSS_RIDGE)
-                    & (pixel_ridge >= FAINT_CROSS_RIDGE / 2) & (_arm_spread(box_mean, scale) <= FAINT_CROSS_SPREAD))
-        better = accepted & (response > best)
-        best[better], best_scale[better], best_arms[better] = response[better], scale, arms[better]
-    hits = np.flatnonzero(best >= 0)
-    return _paint_crosses(grey, rows[hits], cols[hits], best_scale[hits], best_arms[hits], best[hits])
+        return ((mean_ridge >= FAINT_CROSS_RIDGE) & (pixel_ridge >= FAINT_CROSS_RIDGE / 2)
+                & (_arm_spread(box_mean, scale) <= FAINT_CROSS_SPREAD))
+
+    return _crosses(grey, rows, cols, _integral(grey) if integral is None else integral, FAINT_CROSS_SCALES,
+                    FAINT_CROSS_RESPONSE, one_level_thin_arms)
 
 
 @dataclass
@@ -555,8 +560,9 @@ def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
 
     Primary marks are ``+``-shaped structures (:func:`cross_mask`) and connected components seeded
     by a strong near-white top-hat response that pass the size, shape and ring-contrast tests.
+    Faint grey crosses (:func:`faint_cross_mask`) are marks too, but only their own pixels.
     Weaker candidates (dots of dotted lines, digits and calipers on brighter tissue) are added when
-    they are chained, each within ``REACH`` px of the next, to a primary mark. Finally a component
+    they are chained, each within ``REACH`` px of the next, to a primary mark or a faint cross. Finally a component
     with no other mark within ``REACH`` px is dropped unless it is compact or very contrasted.
     """
     grey = np.asarray(grey, dtype=np.float32)
@@ -565,12 +571,12 @@ def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
     crosses = cross_mask(grey, tophat, integral)
     faint, count = ndimage.label(faint_cross_mask(grey, tophat, integral), structure=_EIGHT)
     # Faint crosses on a strong one are left out: their lower paint level would only add the tissue beside it.
-    faint_crosses = (faint > 0) & ~_component_flags(faint, crosses, count)[faint] if count else np.zeros(grey.shape, bool)
+    faint_crosses = (faint > 0) & ~_component_flags(faint, crosses, count)[faint]
     seeds = (grey >= SEED_LEVEL) & (tophat >= SEED_TOPHAT)
     anchors = crosses | faint_crosses
     if not (seeds.any() or anchors.any()):
         return np.zeros(grey.shape, bool)
-    marks = _classify_components(grey, tophat, seeds, crosses)  # a strong cross takes its whole component, a faint one not
+    marks = _classify_components(grey, tophat, seeds, crosses)  # a strong cross takes its component, a faint one not
     if not (marks.keep.any() or anchors.any()):
         return np.zeros(grey.shape, bool)
     radius = REACH // 2
