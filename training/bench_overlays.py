@@ -58,12 +58,13 @@ def baseline_module(revision: str) -> ModuleType:
     """``BreastFusionLib/us/overlays.py`` as it is at git ``revision``, imported as its own module."""
     source = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:BreastFusionLib/us/overlays.py"],
                             capture_output=True, text=True, check=True).stdout
-    folder = Path(tempfile.mkdtemp(prefix="overlays_baseline_"))
-    (folder / "overlays_baseline.py").write_text(source)
-    spec = importlib.util.spec_from_file_location("overlays_baseline", folder / "overlays_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "overlays_baseline.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("overlays_baseline", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
     return module
 
 
