@@ -36,13 +36,16 @@ test: env slicer-env
 # latency, the warm worker, cold start and bf16 against fp32 on the demo bundle (made first if absent),
 # and the pointing games of the heat maps on BUSI (out-of-fold models, centred and off-centre training)
 # and on synthetic cases (docs/INFERENCE.md), then the domain-shift suite on the same BUSI models
-# (docs/BENCHMARKS.md). About 3 h on a quiet 2-core CPU (all 5 folds everywhere).
+# (docs/BENCHMARKS.md), and overlay removal against main's (synthetic marks on BUSI, lesion pixels touched,
+# time; docs/BENCHMARKS.md). About 3 h on a quiet 2-core CPU (all 5 folds everywhere).
 # RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
 BUSI ?= ../shared/data/BUSI
 BENCH_OUT ?= runs/bench_busi
 RESNET50_WEIGHTS ?=
 DEMO_OUT ?= out/demo
 NICE ?= nice -n 10
+# overlay detection before boxed labels and faint calipers (docs/BENCHMARKS.md section 8)
+OVERLAYS_BASELINE ?= 355a2f8
 DEMO_LITE0 := --set backbone=cbam_efficientnet_lite0 --set pretrained=imagenet --set freeze=last_stage --set spatial_size=300
 bench: env
 	$(NICE) $(PY) training/bench_networks.py --bundle
@@ -85,6 +88,7 @@ bench: env
 		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre --json $(BENCH_OUT)/domain_shift_busi.json
 	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
 		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre_scale --shifts blur speckle crop_margin --json $(BENCH_OUT)/domain_shift_busi_scale.json
+	$(NICE) $(PY) training/bench_overlays.py $(BUSI) --baseline $(OVERLAYS_BASELINE) --json $(BENCH_OUT)/overlays.json
 
 clean:
 	rm -rf $(VENV) $(SLICER_ENV) out runs

@@ -100,19 +100,30 @@ def crop_margin(image: np.ndarray, mask: np.ndarray, factor: float, rng: np.rand
     return _unit(image), box
 
 
+MARK_KINDS = ("calipers", "dotted_line", "boxed_label", "text")
+
+
+def mark_layers(shape: tuple[int, int], mask: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The marks that ``marks`` burns in, one uint8 layer per kind of ``MARK_KINDS`` (255 where drawn white):
+    '+' calipers on the lesion and their dotted line (``synthetic.ultrasound.draw_calipers``), a boxed body-mark
+    label (frame and text) and a measurement text."""
+    layers = {kind: Image.new("L", (shape[1], shape[0])) for kind in MARK_KINDS}
+    draw = {kind: ImageDraw.Draw(layer) for kind, layer in layers.items()}
+    width, height = draw_calipers(draw["calipers"], mask, 255, dots=draw["dotted_line"])
+    font = ImageFont.load_default(size=int(rng.integers(12, 17)))
+    x, y = int(rng.integers(5, max(6, shape[1] // 2))), int(rng.integers(3, max(4, shape[0] // 8)))
+    label = f"{rng.choice(['RT', 'LT'])} BREAST {int(rng.integers(1, 13))}:00"
+    draw["boxed_label"].rectangle(draw["boxed_label"].textbbox((x, y), label, font=font), outline=255)
+    draw["boxed_label"].text((x + 2, y + 2), label, fill=255, font=font)
+    draw["text"].text((x, shape[0] - 20), f"D1 {width / 100:.2f}cm D2 {height / 100:.2f}cm", fill=255, font=font)
+    return {kind: np.asarray(layer) for kind, layer in layers.items()}
+
+
 def marks(image: np.ndarray, mask: np.ndarray, level: float, rng: np.random.Generator):
     """Leftover burned-in marks at grey ``level`` (0 none, 1 white): '+' calipers on the lesion with a dotted line
-    (``synthetic.ultrasound.draw_calipers``), a boxed body-mark label and a measurement text."""
-    layer = Image.new("L", image.shape[::-1][:2])
-    draw = ImageDraw.Draw(layer)
-    width, height = draw_calipers(draw, mask, 255)
-    font = ImageFont.load_default(size=int(rng.integers(12, 17)))
-    x, y = int(rng.integers(5, max(6, image.shape[1] // 2))), int(rng.integers(3, max(4, image.shape[0] // 8)))
-    label = f"{rng.choice(['RT', 'LT'])} BREAST {int(rng.integers(1, 13))}:00"
-    draw.rectangle(draw.textbbox((x, y), label, font=font), outline=255)
-    draw.text((x + 2, y + 2), label, fill=255, font=font)
-    draw.text((x, image.shape[0] - 20), f"D1 {width / 100:.2f}cm D2 {height / 100:.2f}cm", fill=255, font=font)
-    return _unit(np.maximum(image, level * np.asarray(layer, np.float32) / 255.0)), mask
+    (``synthetic.ultrasound.draw_calipers``), a boxed body-mark label and a measurement text (``mark_layers``)."""
+    layer = np.maximum.reduce(list(mark_layers(image.shape[:2], mask, rng).values()))
+    return _unit(np.maximum(image, level * layer.astype(np.float32) / 255.0)), mask
 
 
 def flip_left_right(image: np.ndarray, mask: np.ndarray, level: float, rng: np.random.Generator):

@@ -103,9 +103,11 @@ def render_us(spec: LesionSpec, rng: np.random.Generator) -> tuple[np.ndarray, n
     return image, full_mask, text
 
 
-def draw_calipers(draw: ImageDraw.ImageDraw, mask: np.ndarray, fill) -> tuple[int, int]:
-    """'+' calipers at the lesion's leftmost, rightmost, top and bottom pixels and a dotted line across it,
-    drawn with ``fill`` as scanners draw them; returns the lesion's width and height in pixels."""
+def draw_calipers(draw: ImageDraw.ImageDraw, mask: np.ndarray, fill,
+                  dots: ImageDraw.ImageDraw | None = None) -> tuple[int, int]:
+    """'+' calipers at the lesion's leftmost, rightmost, top and bottom pixels and a dotted line across it
+    (on ``dots`` when given, else on ``draw``), drawn with ``fill`` as scanners draw them; returns the
+    lesion's width and height in pixels."""
     rows, cols = np.nonzero(mask)
     left, right = (int(rows[cols.argmin()]), int(cols.min())), (int(rows[cols.argmax()]), int(cols.max()))
     top, bottom = (int(rows.min()), int(cols[rows.argmin()])), (int(rows.max()), int(cols[rows.argmax()]))
@@ -114,7 +116,7 @@ def draw_calipers(draw: ImageDraw.ImageDraw, mask: np.ndarray, fill) -> tuple[in
         draw.line((col, row - 5, col, row + 5), fill=fill, width=1)
     for x in range(left[1], right[1], 8):
         y = int(left[0] + (right[0] - left[0]) * (x - left[1]) / max(right[1] - left[1], 1))
-        draw.point((x, y), fill=fill)
+        (draw if dots is None else dots).point((x, y), fill=fill)
     return right[1] - left[1], bottom[0] - top[0]
 
 

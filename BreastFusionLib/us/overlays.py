@@ -18,18 +18,28 @@ Method (numpy / scipy.ndimage only):
      cross filter (four bright 1-px arms, dark diagonal quadrants), and components seeded by a
      strong near-white top-hat response that are small (area, bounding box), not elongated
      (tissue specular lines are) and much brighter than the ring of pixels around them;
+   * faint ``+`` calipers (mid-grey, from grey 0.3): the same cross filter at a lower response,
+     accepted only where each arm is a straight thin line (brighter than the lines 3 px beside it)
+     and the arms have one grey level, as drawn lines have; they anchor chains (below) but, unlike
+     strong crosses, never take the tissue component they touch;
    * secondary marks (dots of dotted measurement lines, digits and calipers on brighter tissue)
      are accepted only when chained, each within ``REACH`` px of the next, to a primary mark;
    * an isolated component must be compact or very contrasted.
 
-3. The union is dilated by ``DILATE`` pixels (anti-aliased stroke edges, colour bleeding).
-4. **Filling.** Masked pixels are filled by onion-peel inpainting: repeatedly, every masked
+3. **Boxed labels:** rectangles of thin bright lines (a left and a right side of the same extent,
+   joined by top and bottom lines, each brighter than the pixels 2-3 px outside the box; the inside
+   darker than the frame). A label-sized box (inside at most 40 x 320 px) is flagged with its inside:
+   its frame's long lines and the text in it form one component too long to be a mark.
+4. The union is dilated by ``DILATE`` pixels (anti-aliased stroke edges, colour bleeding).
+5. **Filling.** Masked pixels are filled by onion-peel inpainting: repeatedly, every masked
    pixel with known 8-neighbours takes their mean, from the outside of the mask inwards
    (a normalized 3x3 convolution). The fill is smooth (no speckle is synthesised).
 
 Limits: marks lying on bright tissue (low contrast with the ring around them), dim grey text and
-body-mark pictograms, and faint dotted lines away from any caliper can be missed; small very
-bright isolated tissue echoes can be flagged. Calipers and dotted lines drawn across a lesion are
+body-mark pictograms, faint dotted lines away from any caliper, grey calipers on tissue about as
+bright as they are, and boxes whose frame is broken or lies on bright tissue can be missed; small
+very bright isolated tissue echoes can be flagged, and two bright letters can be taken for a box
+(text is flagged then, a 1 px outline round it). Calipers and dotted lines drawn across a lesion are
 flagged (and filled) inside the lesion. Thresholds were tuned by eye on BUSI (8-bit images
 downscaled to a longer side of at most 512 px); other scanners or resolutions may need other
 values. The fill carries no speckle texture, so a large filled area looks smooth.
@@ -37,6 +47,7 @@ values. The fill carries no speckle texture, so a large filled area looks smooth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +89,26 @@ CROSS_LEVEL = 0.60
 CROSS_TOPHAT = 0.10
 CROSS_SCALES = (3, 4, 5, 6, 7)
 CROSS_RESPONSE = 0.18
+# Faint crosses (grey calipers: coloured ones converted to grey, or drawn dim): candidate centres, response,
+# how much each arm stands out from the lines RIDGE_OFFSET px beside it, and the largest grey-level spread
+# along the arms (a drawn caliper has one level along its strokes, aligned speckle grains do not).
+FAINT_CROSS_LEVEL = 0.30
+FAINT_CROSS_TOPHAT = 0.06
+FAINT_CROSS_RESPONSE = 0.08
+FAINT_CROSS_RIDGE = 0.10
+FAINT_CROSS_SPREAD = 0.08
+FAINT_CROSS_SCALES = (4, 5, 6, 7)
+RIDGE_START, RIDGE_OFFSET = 3, 3  # the outer part of each arm (px from the centre), the side lines' distance
+# Boxes (a typed label in a thin rectangle): line pixels at least BOX_LEVEL and brighter by BOX_RIDGE than the
+# pixel 2 or 3 px outside the box; sides at least BOX_MIN_SIDE px, gaps of BOX_GAP px bridged, BOX_COVERAGE of
+# each side drawn; a label-sized box (inside at most BOX_LABEL_HEIGHT x BOX_LABEL_WIDTH px) is flagged whole.
+BOX_LEVEL = 0.45
+BOX_RIDGE = 0.20
+BOX_MIN_SIDE = 9
+BOX_GAP = 2
+BOX_COVERAGE = 0.9
+BOX_MIN_ASPECT = 1.6  # width / height: a typed label is wide; two letters side by side are not
+BOX_LABEL_HEIGHT, BOX_LABEL_WIDTH = 40, 320
 # A component with no other mark within REACH px is kept only if compact or very contrasted.
 LONE_MAX_ELONGATION = 2.5
 LONE_TOPHAT = 0.70
@@ -290,7 +321,92 @@ def _dilate(mask: np.ndarray, footprint: np.ndarray, iterations: int = 1) -> np.
     return out.astype(bool)
 
 
-def cross_mask(grey: np.ndarray, tophat: np.ndarray) -> np.ndarray:
+_CROSS_PAD = max(CROSS_SCALES) + 1
+
+
+def _integral(grey: np.ndarray) -> np.ndarray:
+    """Summed-area table of ``grey`` padded by ``_CROSS_PAD`` px (reflected), with a zero first row and column."""
+    padded = np.pad(grey.astype(np.float64), _CROSS_PAD, mode="reflect")
+    integral = np.zeros((padded.shape[0] + 1, padded.shape[1] + 1))
+    integral[1:, 1:] = padded.cumsum(0).cumsum(1)
+    return integral
+
+
+class _BoxMeans:
+    """Means of axis-aligned boxes at fixed offsets from many candidate pixels, from one ``_integral`` image."""
+
+    def __init__(self, integral: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+        pad = _CROSS_PAD
+        self._stride = integral.shape[1]
+        self._flat = integral.ravel()
+        self._base = (rows + pad) * self._stride + (cols + pad)
+        self._corners: dict[int, np.ndarray] = {}  # integral image at each candidate + an offset, gathered once
+
+    def _corner(self, row_offset: int, col_offset: int) -> np.ndarray:
+        key = row_offset * self._stride + col_offset
+        if key not in self._corners:
+            self._corners[key] = self._flat.take(self._base + key)
+        return self._corners[key]
+
+    def __call__(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Mean over rows r0..r1 and cols c0..c1 (inclusive offsets from each candidate)."""
+        total = (self._corner(r1 + 1, c1 + 1) - self._corner(r0, c1 + 1) - self._corner(r1 + 1, c0)
+                 + self._corner(r0, c0))
+        return total / ((r1 - r0 + 1) * (c1 - c0 + 1))
+
+
+def _arms_and_quadrants(box_mean: _BoxMeans, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Darkest of the four arm means (1-px lines out to ``scale``) and brightest of the four diagonal
+    quadrant means (offsets 2..scale in both directions)."""
+    arms = np.minimum(np.minimum(box_mean(0, 0, -scale, -1), box_mean(0, 0, 1, scale)),
+                      np.minimum(box_mean(-scale, -1, 0, 0), box_mean(1, scale, 0, 0)))
+    near, far = (-scale, -2), (2, scale)
+    quadrants = np.maximum(np.maximum(box_mean(*near, *near), box_mean(*near, *far)),
+                           np.maximum(box_mean(*far, *near), box_mean(*far, *far)))
+    return arms, quadrants
+
+
+def _paint_crosses(grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, scale: np.ndarray, arms: np.ndarray,
+                   response: np.ndarray) -> np.ndarray:
+    """Around each cross centre (rows, cols), within its ``scale`` + 1: the pixels within 1 px of the cross
+    axes that are at least halfway from the quadrants to the arms (``arms`` - ``response`` / 2)."""
+    out = np.zeros(grey.shape, bool)
+    pad = _CROSS_PAD
+    reach = scale[:, None] + 1
+    level = arms[:, None] - response[:, None] / 2.0
+    span = np.arange(-pad, pad + 1)
+    band_rows, band_cols = np.meshgrid(span, span, indexing="ij")
+    band = (np.abs(band_rows) <= 1) | (np.abs(band_cols) <= 1)
+    band_rows, band_cols = band_rows[band], band_cols[band]
+    pixel_rows, pixel_cols = rows[:, None] + band_rows, cols[:, None] + band_cols
+    chosen = ((np.abs(band_rows) <= reach) & (np.abs(band_cols) <= reach) & (pixel_rows >= 0)
+              & (pixel_rows < grey.shape[0]) & (pixel_cols >= 0) & (pixel_cols < grey.shape[1]))
+    bright = np.zeros_like(chosen)
+    bright[chosen] = grey[pixel_rows[chosen], pixel_cols[chosen]] >= np.broadcast_to(level, chosen.shape)[chosen]
+    out[pixel_rows[bright], pixel_cols[bright]] = True
+    return out
+
+
+def _crosses(grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, integral: np.ndarray, scales: tuple[int, ...],
+             threshold: float, arms_test: Callable[[_BoxMeans, int], np.ndarray] | None = None) -> np.ndarray:
+    """Painted crosses (``_paint_crosses``) at the candidate centres (rows, cols) whose best response
+    (arms minus quadrants, over the ``scales`` where ``arms_test`` passes, if given) reaches ``threshold``."""
+    box_mean = _BoxMeans(integral, rows, cols)
+    best = np.full(rows.size, -1.0)
+    best_scale = np.zeros(rows.size, int)
+    best_arms = np.zeros(rows.size)
+    for scale in scales:
+        arms, quadrants = _arms_and_quadrants(box_mean, scale)
+        response = arms - quadrants
+        better = response > best
+        if arms_test is not None:
+            better &= arms_test(box_mean, scale)
+        best[better], best_scale[better], best_arms[better] = response[better], scale, arms[better]
+    hits = np.flatnonzero(best >= threshold)
+    return _paint_crosses(grey, rows[hits], cols[hits], best_scale[hits], best_arms[hits], best[hits])
+
+
+def cross_mask(grey: np.ndarray, tophat: np.ndarray, integral: np.ndarray | None = None) -> np.ndarray:
     """Pixels of ``+``-shaped marks: caliper crosses and the stroke junctions of burned-in letters.
 
     At candidate pixels (bright, thin) the response at half-arm length ``L`` is the darkest of the
@@ -301,57 +417,73 @@ def cross_mask(grey: np.ndarray, tophat: np.ndarray) -> np.ndarray:
     brighter than halfway between the quadrants and the arms are returned.
     """
     grey = np.asarray(grey, dtype=np.float32)
-    out = np.zeros(grey.shape, bool)
     rows, cols = np.nonzero((grey >= CROSS_LEVEL) & (tophat >= CROSS_TOPHAT))
     if rows.size == 0:
-        return out
-    pad = max(CROSS_SCALES) + 1
-    padded = np.pad(grey.astype(np.float64), pad, mode="reflect")
-    integral = np.zeros((padded.shape[0] + 1, padded.shape[1] + 1))
-    integral[1:, 1:] = padded.cumsum(0).cumsum(1)
-    stride = integral.shape[1]
-    flat = integral.ravel()
-    base = (rows + pad) * stride + (cols + pad)
-    corners: dict[int, np.ndarray] = {}  # integral image at each candidate + an offset, gathered once
+        return np.zeros(grey.shape, bool)
+    return _crosses(grey, rows, cols, _integral(grey) if integral is None else integral, CROSS_SCALES, CROSS_RESPONSE)
 
-    def corner(row_offset: int, col_offset: int) -> np.ndarray:
-        key = row_offset * stride + col_offset
-        if key not in corners:
-            corners[key] = flat.take(base + key)
-        return corners[key]
 
-    def box_mean(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        total = corner(r1 + 1, c1 + 1) - corner(r0, c1 + 1) - corner(r1 + 1, c0) + corner(r0, c0)
-        return total / ((r1 - r0 + 1) * (c1 - c0 + 1))
+def _arm_ridge(box_mean: _BoxMeans, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """How much the least distinct arm stands out from the lines beside it, over the outer part of each arm
+    (distance ``RIDGE_START`` to ``scale``) against the mean of the two parallel lines ``RIDGE_OFFSET`` px
+    away: (min over arms of the arm's mean minus the side lines' mean, min over arms of the arm's darkest
+    pixel minus the side lines' mean). 1- and 2-px strokes pass; a round blob, whose arms do not reach
+    that far, does not."""
+    mean_ridge, pixel_ridge = [], []
+    for sign in (1, -1):
+        span = (RIDGE_START, scale) if sign > 0 else (-scale, -RIDGE_START)
+        for axis in (1, 0):
+            def line(across: int, along: tuple[int, int] = span) -> np.ndarray:
+                return box_mean(across, across, *along) if axis == 1 else box_mean(*along, across, across)
+            side = (line(-RIDGE_OFFSET) + line(RIDGE_OFFSET)) / 2
+            darkest = np.minimum.reduce([line(0, (sign * d, sign * d)) for d in range(RIDGE_START, scale + 1)])
+            mean_ridge.append(line(0) - side)
+            pixel_ridge.append(darkest - side)
+    return np.minimum.reduce(mean_ridge), np.minimum.reduce(pixel_ridge)
 
-    best = np.full(rows.size, -1.0)
-    best_scale = np.zeros(rows.size, int)
-    best_arms = np.zeros(rows.size)
-    for scale in CROSS_SCALES:
-        arms = np.minimum(np.minimum(box_mean(0, 0, -scale, -1), box_mean(0, 0, 1, scale)),
-                          np.minimum(box_mean(-scale, -1, 0, 0), box_mean(1, scale, 0, 0)))
-        near, far = (-scale, -2), (2, scale)
-        quadrants = np.maximum(np.maximum(box_mean(*near, *near), box_mean(*near, *far)),
-                               np.maximum(box_mean(*far, *near), box_mean(*far, *far)))
-        response = arms - quadrants
-        better = response > best
-        best[better], best_scale[better], best_arms[better] = response[better], scale, arms[better]
-    hits = np.flatnonzero(best >= CROSS_RESPONSE)
-    # Around each hit, within its scale + 1: pixels within 1 px of the cross axes and at least halfway
-    # from the quadrants to the arms.
-    reach = best_scale[hits, None] + 1
-    level = best_arms[hits, None] - best[hits, None] / 2.0
-    span = np.arange(-pad, pad + 1)
-    band_rows, band_cols = np.meshgrid(span, span, indexing="ij")
-    band = (np.abs(band_rows) <= 1) | (np.abs(band_cols) <= 1)
-    band_rows, band_cols = band_rows[band], band_cols[band]
-    pixel_rows, pixel_cols = rows[hits, None] + band_rows, cols[hits, None] + band_cols
-    chosen = ((np.abs(band_rows) <= reach) & (np.abs(band_cols) <= reach) & (pixel_rows >= 0)
-              & (pixel_rows < grey.shape[0]) & (pixel_cols >= 0) & (pixel_cols < grey.shape[1]))
-    bright = np.zeros_like(chosen)
-    bright[chosen] = grey[pixel_rows[chosen], pixel_cols[chosen]] >= np.broadcast_to(level, chosen.shape)[chosen]
-    out[pixel_rows[bright], pixel_cols[bright]] = True
-    return out
+
+def _arm_spread(box_mean: _BoxMeans, scale: int) -> np.ndarray:
+    """Brightest minus darkest pixel along the four arms (distance 1 to ``scale`` - 1)."""
+    pixels = [box_mean(0, 0, d, d) for d in range(1, scale)] + [box_mean(0, 0, -d, -d) for d in range(1, scale)]
+    pixels += [box_mean(d, d, 0, 0) for d in range(1, scale)] + [box_mean(-d, -d, 0, 0) for d in range(1, scale)]
+    return np.maximum.reduce(pixels) - np.minimum.reduce(pixels)
+
+
+def _line_contrast(grey: np.ndarray, axis: int, half: int) -> np.ndarray:
+    """Mean of the 1-px line of ``2 half + 1`` pixels through each pixel along ``axis`` minus the brighter of
+    the two parallel lines ``RIDGE_OFFSET`` px away (a cheap pre-test that cross centres pass both ways)."""
+    along = ndimage.uniform_filter1d(grey, 2 * half + 1, axis=axis, mode="reflect")
+    k = RIDGE_OFFSET
+    padded = np.pad(along, [(k, k) if a != axis else (0, 0) for a in range(2)], mode="edge")
+    if axis == 1:
+        return along - np.maximum(padded[: -2 * k], padded[2 * k:])
+    return along - np.maximum(padded[:, : -2 * k], padded[:, 2 * k:])
+
+
+def faint_cross_mask(grey: np.ndarray, tophat: np.ndarray, integral: np.ndarray | None = None) -> np.ndarray:
+    """Pixels of faint ``+`` calipers: mid-grey crosses, which ``cross_mask`` misses (its centres must be near white).
+
+    Candidates need only a mid-grey level and a weak top-hat. A cross is accepted at a half-arm length
+    where, besides the arms-minus-quadrants response of ``cross_mask`` (at least ``FAINT_CROSS_RESPONSE``),
+    each of the four arms is straight and thin (brighter than the lines ``RIDGE_OFFSET`` px beside it by
+    ``FAINT_CROSS_RIDGE``) and the arms have one grey level (spread at most ``FAINT_CROSS_SPREAD``): speckle
+    grains, tissue lines (two arms) and crossings of thick tissue strands (wide arms) fail one of these.
+    """
+    grey = np.asarray(grey, dtype=np.float32)
+    shortest = FAINT_CROSS_SCALES[0]
+    rows, cols = np.nonzero((grey >= FAINT_CROSS_LEVEL) & (tophat >= FAINT_CROSS_TOPHAT)
+                            & (_line_contrast(grey, 1, shortest) >= FAINT_CROSS_RIDGE / 2)
+                            & (_line_contrast(grey, 0, shortest) >= FAINT_CROSS_RIDGE / 2))
+    if rows.size == 0:
+        return np.zeros(grey.shape, bool)
+
+    def one_level_thin_arms(box_mean: _BoxMeans, scale: int) -> np.ndarray:
+        mean_ridge, pixel_ridge = _arm_ridge(box_mean, scale)
+        return ((mean_ridge >= FAINT_CROSS_RIDGE) & (pixel_ridge >= FAINT_CROSS_RIDGE / 2)
+                & (_arm_spread(box_mean, scale) <= FAINT_CROSS_SPREAD))
+
+    return _crosses(grey, rows, cols, _integral(grey) if integral is None else integral, FAINT_CROSS_SCALES,
+                    FAINT_CROSS_RESPONSE, one_level_thin_arms)
 
 
 @dataclass
@@ -428,25 +560,102 @@ def bright_mark_mask(grey: np.ndarray) -> np.ndarray:
 
     Primary marks are ``+``-shaped structures (:func:`cross_mask`) and connected components seeded
     by a strong near-white top-hat response that pass the size, shape and ring-contrast tests.
+    Faint grey crosses (:func:`faint_cross_mask`) are marks too, but only their own pixels.
     Weaker candidates (dots of dotted lines, digits and calipers on brighter tissue) are added when
-    they are chained, each within ``REACH`` px of the next, to a primary mark. Finally a component
+    they are chained, each within ``REACH`` px of the next, to a primary mark or a faint cross. Finally a component
     with no other mark within ``REACH`` px is dropped unless it is compact or very contrasted.
     """
     grey = np.asarray(grey, dtype=np.float32)
     tophat = grey - ndimage.grey_opening(grey, size=(TOPHAT_SIZE, TOPHAT_SIZE))
-    crosses = cross_mask(grey, tophat)
+    integral = _integral(grey)
+    crosses = cross_mask(grey, tophat, integral)
+    faint, count = ndimage.label(faint_cross_mask(grey, tophat, integral), structure=_EIGHT)
+    # Faint crosses on a strong one are left out: their lower paint level would only add the tissue beside it.
+    faint_crosses = (faint > 0) & ~_component_flags(faint, crosses, count)[faint]
     seeds = (grey >= SEED_LEVEL) & (tophat >= SEED_TOPHAT)
-    if not (seeds.any() or crosses.any()):
+    anchors = crosses | faint_crosses
+    if not (seeds.any() or anchors.any()):
         return np.zeros(grey.shape, bool)
-    marks = _classify_components(grey, tophat, seeds, crosses)
-    if not (marks.keep.any() or crosses.any()):
+    marks = _classify_components(grey, tophat, seeds, crosses)  # a strong cross takes its component, a faint one not
+    if not (marks.keep.any() or anchors.any()):
         return np.zeros(grey.shape, bool)
     radius = REACH // 2
     disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
-    _accept_chained(marks, crosses, disk)
-    _accept_faint(marks, crosses, disk)
-    _drop_lone(marks, crosses, disk)
-    return marks.keep[marks.labels] | crosses
+    _accept_chained(marks, anchors, disk)
+    _accept_faint(marks, anchors, disk)
+    _drop_lone(marks, anchors, disk)
+    return marks.keep[marks.labels] | anchors
+
+
+def _vertical_runs(lines: np.ndarray) -> np.ndarray:
+    """Vertical runs of ``lines`` pixels, gaps of up to ``BOX_GAP`` px bridged, at least ``BOX_MIN_SIDE`` px
+    long, as rows of (column, first row, last row)."""
+    cols, rows = np.nonzero(lines.T)  # column by column, rows ascending
+    if cols.size == 0:
+        return np.zeros((0, 3), int)
+    starts = np.ones(cols.size, bool)
+    starts[1:] = (cols[1:] != cols[:-1]) | (rows[1:] - rows[:-1] > BOX_GAP + 1)
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:], cols.size) - 1
+    runs = np.stack([cols[first], rows[first], rows[last]], axis=1)
+    return runs[runs[:, 2] - runs[:, 1] + 1 >= BOX_MIN_SIDE]
+
+
+def _covered(lines: np.ndarray, row: int, first: int, last: int) -> bool:
+    """Whether row ``row`` (+-1 px) of ``lines`` covers ``BOX_COVERAGE`` of columns first..last."""
+    band = lines[max(row - 1, 0):row + 2, first:last + 1].any(axis=0)
+    return band.size > 0 and band.mean() >= BOX_COVERAGE
+
+
+def boxed_label_mask(grey: np.ndarray) -> np.ndarray:
+    """Rectangles drawn with thin bright lines, with the label inside the small ones.
+
+    A side of a box is a straight run of pixels at least ``BOX_LEVEL`` and brighter by ``BOX_RIDGE`` than
+    the pixel 2 or 3 px outside the box (text may touch the frame from inside, or overflow it by 2 px).
+    A box is a left and a right side of the same extent (within 2 px) joined at both ends by top and
+    bottom lines covering ``BOX_COVERAGE`` of the width, at least ``BOX_MIN_ASPECT`` times wider than
+    tall, its inside darker than its frame (median at least ``BOX_RIDGE`` below: a filled bright patch
+    is not a box). Its outline (+-1 px) is returned, with its whole inside when it is label-sized
+    (``BOX_LABEL_HEIGHT`` x ``BOX_LABEL_WIDTH`` at most): text in a box, which
+    ``bright_mark_mask`` misses because frame and text form one long component.
+    """
+    grey = np.asarray(grey, dtype=np.float32)
+    out = np.zeros(grey.shape, bool)
+    padded = np.pad(grey, 3, mode="edge")
+    rows, cols = grey.shape
+
+    def outside(row_step: int, col_step: int) -> np.ndarray:  # the darker of the pixels 2 and 3 px away
+        return np.minimum(*(padded[3 + k * row_step:3 + k * row_step + rows, 3 + k * col_step:3 + k * col_step + cols]
+                            for k in (2, 3)))
+
+    bright = grey >= BOX_LEVEL
+    lefts = _vertical_runs(bright & (grey - outside(0, -1) >= BOX_RIDGE))
+    rights = _vertical_runs(bright & (grey - outside(0, 1) >= BOX_RIDGE))
+    if lefts.size == 0 or rights.size == 0:
+        return out
+    # Pairs (left side, right side) of matching extent, at least BOX_MIN_SIDE apart.
+    pairs = np.argwhere((rights[None, :, 0] - lefts[:, None, 0] >= BOX_MIN_SIDE)
+                        & (np.abs(rights[None, :, 1] - lefts[:, None, 1]) <= 2)
+                        & (np.abs(rights[None, :, 2] - lefts[:, None, 2]) <= 2))
+    if pairs.size == 0:
+        return out
+    tops = bright & (grey - outside(-1, 0) >= BOX_RIDGE)
+    bottoms = bright & (grey - outside(1, 0) >= BOX_RIDGE)
+    for left, right in pairs:
+        x0, x1 = lefts[left, 0], rights[right, 0]
+        y0, y1 = min(lefts[left, 1], rights[right, 1]), max(lefts[left, 2], rights[right, 2])
+        if x1 - x0 < BOX_MIN_ASPECT * (y1 - y0):
+            continue
+        if not (_covered(tops, y0, x0, x1) and _covered(bottoms, y1, x0, x1)):
+            continue
+        frame = np.concatenate([grey[y0, x0:x1 + 1], grey[y1, x0:x1 + 1], grey[y0:y1 + 1, x0], grey[y0:y1 + 1, x1]])
+        inside = grey[y0 + 2:y1 - 1, x0 + 2:x1 - 1]
+        if inside.size == 0 or np.median(inside) > np.median(frame) - BOX_RIDGE:
+            continue
+        out[max(y0 - 1, 0):y1 + 2, max(x0 - 1, 0):x1 + 2] = True
+        if y1 - y0 > BOX_LABEL_HEIGHT or x1 - x0 > BOX_LABEL_WIDTH:  # a large box keeps its inside
+            out[y0 + 2:y1 - 1, x0 + 2:x1 - 1] = False
+    return out
 
 
 def find_overlays(image: np.ndarray) -> np.ndarray:
@@ -456,7 +665,7 @@ def find_overlays(image: np.ndarray) -> np.ndarray:
     """
     image = np.asarray(image, dtype=np.float32)
     grey = _to_grey(image)
-    mask = colour_mask(image) | bright_mark_mask(grey)
+    mask = colour_mask(image) | bright_mark_mask(grey) | boxed_label_mask(grey)
     if DILATE > 0 and mask.any():
         mask = _dilate(mask, _EIGHT, iterations=DILATE)
     return mask
