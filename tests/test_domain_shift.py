@@ -167,3 +167,69 @@ def test_script_names_a_models_folder_without_fold_models(tmp_path, monkeypatch,
     with pytest.raises(SystemExit) as stop:
         script.main(["--dataset", str(_busi_like(tmp_path / "data")), "--models", str(tmp_path)])
     assert stop.value.code == 2 and "no fold_k/models/us/model.pt" in capsys.readouterr().err
+
+
+def test_variant_probabilities_follow_predict_case_and_the_ensemble(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    script = load_script(SCRIPT, "bench_domain_shift")
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(0, 2, (3, 5, 2)), rng.normal(0, 2, (3, 5, 2))  # (flips, conditions, classes)
+    soft = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(script.variant_probability([first], [2.0], False), soft(first[0] / 2.0)[:, 1])
+    np.testing.assert_allclose(script.variant_probability([first], [2.0], True), soft(first.mean(0) / 2.0)[:, 1])
+    pair = (soft(first[0] / 2.0) + soft(second[0] / 0.5)) / 2
+    np.testing.assert_allclose(script.variant_probability([first, second], [2.0, 0.5], False), pair[:, 1])
+    # twins: the ensemble answers as its member, with and without TTA
+    for tta in (False, True):
+        np.testing.assert_allclose(script.variant_probability([first, first], [2.0, 2.0], tta),
+                                   script.variant_probability([first], [2.0], tta), rtol=1e-6)
+
+
+def test_pair_disagreement_flags_wrong_decisions(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    script = load_script(SCRIPT, "bench_domain_shift")
+    labels = np.array([0, 0, 1, 1, 0, 1, 0, 1, 0, 1])
+    confident = np.where(labels == 1, 0.9, 0.1)
+    members = np.stack([confident, confident])
+    members[:, :2] = [[0.9, 0.8], [0.2, 0.3]]  # two benign cases the members disagree on: the mean calls them malignant
+    entry = script.disagreement(labels, members, np.full(10, 0.5))
+    assert entry["errors"] == 2 and entry["auc_wrong_vs_right"] == 1.0
+    assert entry["error_rate_most_disagreeing_fifth"] == 1.0 and entry["error_rate_least_disagreeing_fifth"] == 0.0
+
+
+def test_script_variants_and_the_pair_of_folds_that_did_not_train_on_a_case(lite0_fold, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    script = load_script(SCRIPT, "bench_domain_shift")
+    dataset = _busi_like(tmp_path / "data", cases=4)
+    for fold in (0, 1):
+        shutil.copytree(lite0_fold, tmp_path / "option" / f"fold_{fold}")
+    report_path = tmp_path / "shift.json"
+    assert script.main(["--dataset", str(dataset), "--models", str(tmp_path / "option"), "--shifts", "crop_margin",
+                        "--variants", "single", "tta", "pair", "pair_tta", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["options"] == ["option", "option +TTA", "option pair", "option pair+TTA"]
+    probabilities = report["cases"]["probability"]
+    for condition, values in probabilities["option"].items():  # twin members: the pair answers as the member
+        assert probabilities["option pair"][condition] == pytest.approx(values, abs=1e-4)
+        assert probabilities["option pair+TTA"][condition] == pytest.approx(probabilities["option +TTA"][condition], abs=1e-4)
+    assert report["pair_disagreement"]["option"]["median_disagreement"] == 0.0
+    assert all("ece" in entry for condition in report["conditions"] for entry in condition["options"].values())
+    assert "| model option | clean AUC [95% CI] | clean ECE |" in capsys.readouterr().out
+
+
+def test_pointing_game_pair_scores_with_the_two_folds_that_did_not_train_on_a_case(lite0_fold, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    game = load_script(SCRIPT.parent / "pointing_game_busi.py", "pointing_game_busi")
+    dataset = _busi_like(tmp_path / "data", cases=4)
+    for fold in (0, 1):
+        shutil.copytree(lite0_fold, tmp_path / "option" / f"fold_{fold}")
+    reports = {}
+    for pair in (False, True):
+        path = tmp_path / f"pair_{pair}.json"
+        assert game.main(["--dataset", str(dataset), "--models", str(tmp_path / "option"), "--json", str(path),
+                          *(["--pair"] if pair else [])]) == 0
+        reports[pair] = json.loads(path.read_text())
+    assert "ensemble of the two cross-validation fold models" in reports[True]["data"]
+    assert reports[True]["crops"] == reports[False]["crops"]  # twin members: the members' mean map is the member's map
+    with pytest.raises(SystemExit):
+        game.main(["--dataset", str(dataset), "--models", str(tmp_path / "option"), "--pair", "--save-in-bundle"])

@@ -11,7 +11,11 @@ the centre of the crop by the exact McNemar test (``evaluation.pointing``).
 
     python training/pointing_game_busi.py --dataset runs/bench_busi/data/removed \\
         --models runs/bench_busi/overlays_removed/lite0_last_stage [--cases-per-fold 20] [--seed 0] \\
-        [--gradcam-layer _blocks.14] [--json out.json] [--save-in-bundle]
+        [--gradcam-layer _blocks.14] [--pair] [--json out.json] [--save-in-bundle]
+
+``--pair`` scores each case with the ensemble of the two fold models that did not train on it (fold k's
+model and fold k-1's, which validated on fold k; ``networks.EnsembleClassifier``): its maps are the mean
+of the two members' maps, as a deliverable ensemble's are.
 
 ``--save-in-bundle`` writes the result into every fold's ``runs/us/pointing_game.json``, where
 ``breastfusion predict`` finds it and states the measured hit rate in result.json and report.html.
@@ -24,6 +28,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,8 @@ from BreastFusionLib.crop import DEFAULT_LESION_FRACTION
 from BreastFusionLib.evaluation.pointing import (TABLE_HEADER, PointingGame, add_game_options, bundle_record,
                                                  markdown_rows, model_maps, parse_game_options, us_crop_pair)
 from BreastFusionLib.errors import UserInputError
+from BreastFusionLib.inference.calibration import apply_temperature
+from BreastFusionLib.networks import EnsembleClassifier
 from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.heatmaps import TARGET_LAYERS, model_heatmaps
 from BreastFusionLib.us.io import load_lesion_mask, load_us_image
@@ -46,6 +53,18 @@ def fold_models(models: Path) -> dict[int, Path]:
     if not folds:
         raise UserInputError(f"{models}: no fold_k/models/us/model.pt (run bench_busi.py cv --keep-models)")
     return folds
+
+
+def pair_model(folds: dict[int, Path], fold: int, fold_count: int):
+    """The ensemble of fold ``fold``'s model and fold k-1's (mod ``fold_count``; it validated on fold k), as a
+    loaded model: the mean of their calibrated probabilities, their mean calibrated threshold, temperature 1."""
+    previous = (fold - 1) % fold_count
+    if previous not in folds:
+        raise UserInputError(f"--pair: test fold {fold} needs the model of fold {previous}, which validated on it")
+    own, other = (load_bundle(folds[k], ["us"]).models["us"] for k in (fold, previous))
+    threshold = float(np.mean([apply_temperature(m.threshold, m.temperature) for m in (own, other)]))
+    network = EnsembleClassifier([own.network, other.network], [own.temperature, other.temperature]).eval()
+    return replace(own, network=network, threshold=threshold, temperature=1.0, heatmaps=None)
 
 
 def read_prepared(dataset: Path) -> tuple[dict[str, dict], list[dict], float | None]:
@@ -64,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, required=True, help="bench_busi.py's OUT/TAG/OPTION folder (fold_k/ inside)")
     parser.add_argument("--cases-per-fold", type=int, help="only the first N cases of each test fold (a quick check)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the displaced crops' offsets")
+    parser.add_argument("--pair", action="store_true", help="score with the ensemble of the two fold models that "
+                        "did not train on the case (mean maps)")
     add_game_options(parser, "write runs/us/pointing_game.json into every fold")
     args = parse_game_options(parser, argv)
     try:
@@ -74,8 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     games = {crops: PointingGame(args.tolerance) for crops in CROPS}
     started, backbone, spatial_size = time.perf_counter(), None, None
+    if args.pair and args.save_in_bundle:
+        parser.error("--save-in-bundle writes into each fold's own model: it does not take --pair")
+    fold_count = len({int(row["fold"]) for row in rows})
     for fold, root in folds.items():
-        model = load_bundle(root, ["us"]).models["us"]
+        try:
+            model = pair_model(folds, fold, fold_count) if args.pair else load_bundle(root, ["us"]).models["us"]
+        except UserInputError as error:
+            parser.error(str(error))
         backbone, spatial_size = model.backbone, model.spatial_size
         try:
             model_heatmaps(model, args.gradcam_layer)
@@ -91,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                 games[crops].add_case(lesion, model_maps(model, "us", {"us": crop}, label)["us"])
         print(f"fold {fold}: {len(cases)} cases ({time.perf_counter() - started:.0f} s)", flush=True)
     summaries = {crops: game.summary() for crops, game in games.items()}
+    scorer = ("the ensemble of the two cross-validation fold models that did not see it" if args.pair
+              else "the cross-validation fold model that did not see it")
     report = {"date": time.strftime("%Y-%m-%d"), "data": f"BUSI, {summaries['centred']['cases']} cases, each scored by "
-              f"the cross-validation fold model that did not see it ({args.models.name})",
+              f"{scorer} ({args.models.name})",
               "backbone": backbone, "spatial_size": spatial_size,
               "gradcam_layer": args.gradcam_layer or TARGET_LAYERS[backbone], "displaced_seed": args.seed,
               "seconds": round(time.perf_counter() - started, 1), "crops": summaries}
