@@ -37,7 +37,8 @@ test: env slicer-env
 # and the pointing games of the heat maps on BUSI (out-of-fold models, centred and off-centre training)
 # and on synthetic cases (docs/INFERENCE.md), then the domain-shift suite on the same BUSI models
 # (docs/BENCHMARKS.md), and overlay removal against main's (synthetic marks on BUSI, lesion pixels touched,
-# time; docs/BENCHMARKS.md). About 3 h on a quiet 2-core CPU (all 5 folds everywhere).
+# time; docs/BENCHMARKS.md), then the deliverable cross-validation ensemble, its measure beside test-time
+# augmentation and its heat maps' pointing game. About 3.5 h on a quiet 2-core CPU (all 5 folds everywhere).
 # RESNET50_WEIGHTS=path/to/resnet50.pth adds CBAM-ResNet-50 from ImageNet weights.
 BUSI ?= ../shared/data/BUSI
 BENCH_OUT ?= runs/bench_busi
@@ -88,6 +89,11 @@ bench: env
 		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre --json $(BENCH_OUT)/domain_shift_busi.json
 	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
 		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre_scale --shifts blur speckle crop_margin --json $(BENCH_OUT)/domain_shift_busi_scale.json
+	$(NICE) $(PY) training/bench_busi.py ensemble --dataset $(BENCH_OUT)/data/removed_context --out $(BENCH_OUT) --option lite0_last_stage_off_centre
+	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
+		--variants single tta pair pair_tta --shifts blur speckle crop_margin --json $(BENCH_OUT)/ensemble_tta_busi.json
+	$(NICE) $(PY) training/pointing_game_busi.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
+		--pair --json $(BENCH_OUT)/pointing_busi_pair.json --save-in $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre_ensemble
 	$(NICE) $(PY) training/bench_overlays.py $(BUSI) --baseline $(OVERLAYS_BASELINE) --json $(BENCH_OUT)/overlays.json
 
 clean:

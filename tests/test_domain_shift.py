@@ -224,12 +224,16 @@ def test_pointing_game_pair_scores_with_the_two_folds_that_did_not_train_on_a_ca
     for fold in (0, 1):
         shutil.copytree(lite0_fold, tmp_path / "option" / f"fold_{fold}")
     reports = {}
+    ensemble = tmp_path / "ensemble"
+    (ensemble / "runs" / "us").mkdir(parents=True)
     for pair in (False, True):
         path = tmp_path / f"pair_{pair}.json"
         assert game.main(["--dataset", str(dataset), "--models", str(tmp_path / "option"), "--json", str(path),
-                          *(["--pair"] if pair else [])]) == 0
+                          *(["--pair", "--save-in", str(ensemble)] if pair else [])]) == 0
         reports[pair] = json.loads(path.read_text())
     assert "ensemble of the two cross-validation fold models" in reports[True]["data"]
+    saved = json.loads((ensemble / "runs" / "us" / "pointing_game.json").read_text())
+    assert saved["data"] == reports[True]["data"] and set(saved["maps"]["us"]) == {"attention", "gradcam"}
     assert reports[True]["crops"] == reports[False]["crops"]  # twin members: the members' mean map is the member's map
     with pytest.raises(SystemExit):
         game.main(["--dataset", str(dataset), "--models", str(tmp_path / "option"), "--pair", "--save-in-bundle"])

@@ -11,7 +11,7 @@ the centre of the crop by the exact McNemar test (``evaluation.pointing``).
 
     python training/pointing_game_busi.py --dataset runs/bench_busi/data/removed \\
         --models runs/bench_busi/overlays_removed/lite0_last_stage [--cases-per-fold 20] [--seed 0] \\
-        [--gradcam-layer _blocks.14] [--pair] [--json out.json] [--save-in-bundle]
+        [--gradcam-layer _blocks.14] [--pair] [--json out.json] [--save-in-bundle] [--save-in BUNDLE]
 
 ``--pair`` scores each case with the ensemble of the two fold models that did not train on it (fold k's
 model and fold k-1's, which validated on fold k; ``networks.EnsembleClassifier``): its maps are the mean
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the displaced crops' offsets")
     parser.add_argument("--pair", action="store_true", help="score with the ensemble of the two fold models that "
                         "did not train on the case (mean maps)")
+    parser.add_argument("--save-in", type=Path, help="also write runs/us/pointing_game.json into this bundle (e.g. "
+                        "the deliverable ensemble of bench_busi.py ensemble, with --pair), where predict finds it")
     add_game_options(parser, "write runs/us/pointing_game.json into every fold")
     args = parse_game_options(parser, argv)
     try:
@@ -96,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     games = {crops: PointingGame(args.tolerance) for crops in CROPS}
     started, backbone, spatial_size = time.perf_counter(), None, None
     if args.pair and args.save_in_bundle:
-        parser.error("--save-in-bundle writes into each fold's own model: it does not take --pair")
+        parser.error("--save-in-bundle writes into each fold's own model: it does not take --pair (see --save-in)")
+    if args.save_in and not (args.save_in / "runs" / "us").is_dir():
+        parser.error(f"--save-in {args.save_in}: not a bundle with a trained us model (no runs/us/)")
     fold_count = len({int(row["fold"]) for row in rows})
     for fold, root in folds.items():
         try:
@@ -129,10 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     print("chance (lesion area / crop area): " + ", ".join(f"{c} {s['chance']:.2f}" for c, s in summaries.items()))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    if args.save_in_bundle:
-        record = bundle_record(report["data"], {crops: {"us": summary} for crops, summary in summaries.items()})
-        for root in folds.values():
-            (root / "runs" / "us" / "pointing_game.json").write_text(json.dumps(record, indent=2))
+    record = bundle_record(report["data"], {crops: {"us": summary} for crops, summary in summaries.items()})
+    for root in (list(folds.values()) if args.save_in_bundle else []) + ([args.save_in] if args.save_in else []):
+        (root / "runs" / "us" / "pointing_game.json").write_text(json.dumps(record, indent=2))
     return 0
 
 
