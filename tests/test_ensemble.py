@@ -131,13 +131,14 @@ def test_an_ensemble_bundle_is_evaluated_on_an_external_set_with_the_same_comman
         assert float(row["prob_malignant"]) == pytest.approx(mean, abs=2e-3)  # the members' calibrated mean
 
 
-def test_an_ensemble_bundle_predicts_with_its_members_spread(ensemble, tmp_path):
+def test_an_ensemble_bundle_predicts_with_its_members_spread(ensemble, tmp_path, capsys):
     rng = np.random.default_rng(0)
     image = tmp_path / "us.png"
     Image.fromarray(rng.integers(40, 200, (160, 200), dtype=np.uint8)).save(image)
     out = tmp_path / "out"
     assert main(["predict", "--bundle", str(ensemble), "--models", "us", "--us", str(image), "--us-box", "60,40,140,120",
                  "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
     record = json.loads((out / "result.json").read_text())
     entry = record["models"]["us"]
     spread = entry["ensemble"]
@@ -152,7 +153,7 @@ def test_an_ensemble_bundle_predicts_with_its_members_spread(ensemble, tmp_path)
     assert record["heatmap_info"]["us"]["us"]["gradcam"]["explains"] == entry["decision"]
     text = ensemble_text(spread)
     assert text.startswith("2 models: ") and f"{spread['agreeing']} of 2 on the decision's side" in text
-    assert escape(text) in (out / "report.html").read_text()
+    assert escape(text) in (out / "report.html").read_text() and f"  ensemble of {text}" in printed
 
 
 def test_a_single_model_has_no_ensemble_entry(tiny_bundle, tmp_path):

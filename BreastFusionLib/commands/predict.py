@@ -18,10 +18,11 @@ import numpy as np
 from BreastFusionLib.commands.ct_options import add_ct_options, add_lesion_diameter_option, lesion_diameter_mm
 from BreastFusionLib.ct.io import load_ct
 from BreastFusionLib.ct.volume import CTVolume
+from BreastFusionLib.display import ensemble_text
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.inference.loaded_bundle import LoadedBundle, load_bundle
 from BreastFusionLib.inference.case import CaseResult, default_models, predict_case
-from BreastFusionLib.inference.outputs import DISCLAIMER, write_outputs
+from BreastFusionLib.inference.outputs import DISCLAIMER, ensemble_spread, write_outputs
 from BreastFusionLib.localization.clock import ClockPosition
 from BreastFusionLib.localization.parsing import format_clock, parse_clock, parse_distance_mm, parse_side
 from BreastFusionLib.localization.points import parse_point
@@ -131,8 +132,9 @@ def print_summary(result: CaseResult, out: Path) -> None:
     """What a user reads in the terminal: each model's answer, where the CT lesion is, notes, the disclaimer."""
     for name, entry in result.models.items():
         missing = f" (answered without {entry.missing_modality})" if entry.missing_modality else ""
+        spread = ensemble_text(ensemble_spread(entry))
         print(f"{name}: probability of malignancy {entry.probability:.3f}, threshold {entry.threshold:.3f} "
-              f"-> {entry.decision}{missing}")
+              f"-> {entry.decision}{missing}" + (f"\n  ensemble of {spread}" if spread else ""))
     if result.location is not None:
         where = result.location
         clock_text = format_clock(where.clock_hour) if where.clock_hour is not None else "clock unknown"
