@@ -75,7 +75,8 @@ def _pooled_validation(members: list[Path], modality: str) -> tuple[list[str], n
     return ids, np.concatenate(labels), np.concatenate(calibrated), summary
 
 
-def _agreed(summary: list[dict], key: str, modality: str) -> str | int:
+def _shared(summary: list[dict], key: str, modality: str) -> str | int:
+    """The one value of ``key`` all members have; a one-line error naming the values otherwise."""
     values = {member[key] for member in summary}
     if len(values) > 1:
         raise UserInputError(f"the {modality} ensemble's members differ in {key} ({sorted(values, key=str)}); "
@@ -89,7 +90,7 @@ def write_ensemble(bundle_root: str, modality: str, manifest=None) -> dict:
     root = Path(bundle_root)
     members = member_folders(root, modality)
     ids, labels, calibrated, summary = _pooled_validation(members, modality)
-    backbone, size = _agreed(summary, "backbone", modality), _agreed(summary, "spatial_size", modality)
+    backbone, size = _shared(summary, "backbone", modality), _shared(summary, "spatial_size", modality)
     missing = [path for path in (manifest_paths(manifest) if manifest else []) if not Path(path).is_file()]
     if missing:
         raise UserInputError(f"manifest not found: {', '.join(missing)} (--dataset_dir names the folder holding manifest.csv)")
