@@ -91,7 +91,7 @@ bench: env
 		$(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre_scale --shifts blur speckle crop_margin --json $(BENCH_OUT)/domain_shift_busi_scale.json
 	$(NICE) $(PY) training/bench_busi.py ensemble --dataset $(BENCH_OUT)/data/removed_context --out $(BENCH_OUT) --option lite0_last_stage_off_centre
 	$(NICE) $(PY) training/bench_domain_shift.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
-		--variants single tta pair pair_tta --shifts crop_margin --json $(BENCH_OUT)/ensemble_tta_busi.json
+		--variants single tta pair pair_tta --shifts blur speckle crop_margin --json $(BENCH_OUT)/ensemble_tta_busi.json
 	$(NICE) $(PY) training/pointing_game_busi.py --dataset $(BENCH_OUT)/data/removed --models $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre \
 		--pair --json $(BENCH_OUT)/pointing_busi_pair.json --save-in $(BENCH_OUT)/overlays_removed/lite0_last_stage_off_centre_ensemble
 	$(NICE) $(PY) training/bench_overlays.py $(BUSI) --baseline $(OVERLAYS_BASELINE) --json $(BENCH_OUT)/overlays.json
