@@ -43,7 +43,7 @@ import torch
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.evaluation.delong import delong_auc, delong_contrast, delong_test
 from BreastFusionLib.evaluation.domain_shift import SHIFTS, apply_shift
-from BreastFusionLib.inference.calibration import apply_temperature, expected_calibration_error
+from BreastFusionLib.inference.calibration import expected_calibration_error
 from BreastFusionLib.inference.loaded_bundle import load_bundle
 from BreastFusionLib.inference.case import model_input
 from BreastFusionLib.inference.heatmaps import MALIGNANT
@@ -51,7 +51,7 @@ from BreastFusionLib.inference.runtime import model_device, prepare_network
 from BreastFusionLib.precision import PRECISIONS, autocast
 from BreastFusionLib.us.crop import us_lesion_crop
 from BreastFusionLib.us.io import USImage, load_lesion_mask, load_us_image
-from pointing_game_busi import fold_models, read_prepared  # the script beside this one
+from pointing_game_busi import fold_models, pair_members, pair_threshold, read_prepared  # the script beside this one
 
 CLEAN = ("clean", "")
 VARIANTS = ("single", "tta", "pair", "pair_tta")
@@ -114,17 +114,15 @@ def _case_scores(scorers: list[tuple[list, bool]], image: np.ndarray, mask: np.n
 
 def _scorers(option_folds: list[dict[int, Path]], fold: int, fold_count: int, variants: list[str]) -> tuple[list, list]:
     """The (members, tta) of every model option for test fold ``fold`` (per model folder, one per variant) and,
-    with pair variants, of each pair's two members alone (for their disagreement). The pair's second member is
-    the model of fold k-1 (mod ``fold_count``), which validated on fold k: neither member trained on its cases."""
-    scorers, members = [], []
+    with pair variants, each folder's pair (``pointing_game_busi.pair_members``: neither member trained on the
+    fold's cases)."""
+    scorers, pairs = [], []
     for folds in option_folds:
-        own = load_bundle(folds[fold], ["us"]).models["us"]
-        pair = None
-        if {"pair", "pair_tta"} & set(variants):
-            pair = [own, load_bundle(folds[(fold - 1) % fold_count], ["us"]).models["us"]]
-            members += [([model], False) for model in pair]
+        pair = pair_members(folds, fold, fold_count) if {"pair", "pair_tta"} & set(variants) else None
+        own = pair[0] if pair else load_bundle(folds[fold], ["us"]).models["us"]
+        pairs += [pair] if pair else []
         scorers += [(pair if variant.startswith("pair") else [own], variant.endswith("tta")) for variant in variants]
-    return scorers, members
+    return scorers, pairs
 
 
 def disagreement(labels, members: np.ndarray, thresholds) -> dict:
@@ -228,10 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     conditions = _conditions(args.shifts)
     case_ids, labels, scores, member_scores, thresholds, started = [], [], [], [], [], time.perf_counter()
     for fold in common:
-        scorers, members = _scorers(folds, fold, fold_count, args.variants)
-        pair_models = [members[i][0] + members[i + 1][0] for i in range(0, len(members), 2)]  # per folder: own, k-1
-        fold_thresholds = [float(np.mean([apply_temperature(m.threshold, m.temperature) for m in pair]))
-                           for pair in pair_models]
+        scorers, pairs = _scorers(folds, fold, fold_count, args.variants)
+        members = [([model], False) for pair in pairs for model in pair]  # each member alone, for the disagreement
+        fold_thresholds = [pair_threshold(pair) for pair in pairs]
         cases = sorted((row for row in rows if int(row["fold"]) == fold), key=lambda row: _case_hash(row["case_id"]))[: args.cases_per_fold]
         for row in cases:
             case = raw[row["case_id"]]

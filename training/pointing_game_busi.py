@@ -55,16 +55,26 @@ def fold_models(models: Path) -> dict[int, Path]:
     return folds
 
 
-def pair_model(folds: dict[int, Path], fold: int, fold_count: int):
-    """The ensemble of fold ``fold``'s model and fold k-1's (mod ``fold_count``; it validated on fold k), as a
-    loaded model: the mean of their calibrated probabilities, their mean calibrated threshold, temperature 1."""
+def pair_members(folds: dict[int, Path], fold: int, fold_count: int) -> list:
+    """The loaded models of fold ``fold`` and of fold k-1 (mod ``fold_count``), which validated on fold k: the two
+    cross-validation models that did not train on fold k's cases."""
     previous = (fold - 1) % fold_count
     if previous not in folds:
         raise UserInputError(f"--pair: test fold {fold} needs the model of fold {previous}, which validated on it")
-    own, other = (load_bundle(folds[k], ["us"]).models["us"] for k in (fold, previous))
-    threshold = float(np.mean([apply_temperature(m.threshold, m.temperature) for m in (own, other)]))
+    return [load_bundle(folds[k], ["us"]).models["us"] for k in (fold, previous)]
+
+
+def pair_threshold(members: list) -> float:
+    """The pair's operating point: the mean of its members' calibrated thresholds."""
+    return float(np.mean([apply_temperature(m.threshold, m.temperature) for m in members]))
+
+
+def pair_model(folds: dict[int, Path], fold: int, fold_count: int):
+    """The ensemble of ``pair_members`` as a loaded model: the mean of their calibrated probabilities, the
+    ``pair_threshold``, temperature 1."""
+    own, other = pair_members(folds, fold, fold_count)
     network = EnsembleClassifier([own.network, other.network], [own.temperature, other.temperature]).eval()
-    return replace(own, network=network, threshold=threshold, temperature=1.0, heatmaps=None)
+    return replace(own, network=network, threshold=pair_threshold([own, other]), temperature=1.0, heatmaps=None)
 
 
 def read_prepared(dataset: Path) -> tuple[dict[str, dict], list[dict], float | None]:

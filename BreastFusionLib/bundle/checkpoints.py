@@ -75,10 +75,11 @@ def preflight(manifest: str | list[str], modality: str, fold: int | None = None,
                     raise UserInputError(f"{error}. To evaluate a trained model on another data set, use "
                                          f"configs/evaluate_external.json with --eval_name NAME") from None
                 raise
-        if checkpoint is not None and not Path(checkpoint).is_file() and (Path(checkpoint).parent / ENSEMBLE_FILE).is_file():
-            raise UserInputError(f"the {modality} model of this bundle is an ensemble ({Path(checkpoint).parent / ENSEMBLE_FILE}): "
-                                 f"score data with configs/evaluate_external.json or breastfusion predict")
         if checkpoint is not None and not Path(checkpoint).is_file():
+            ensemble = Path(checkpoint).parent / ENSEMBLE_FILE
+            if ensemble.is_file():
+                raise UserInputError(f"the {modality} model of this bundle is an ensemble ({ensemble}): "
+                                     f"score data with configs/evaluate_external.json or breastfusion predict")
             raise UserInputError(
                 f"no trained {modality} model at {checkpoint}: train it first "
                 f"(python -m monai.bundle run training ... --modality {modality}) or pass --ckpt_dir"

@@ -13,7 +13,8 @@ Train and evaluate K members, each a bundle folder of its own under ``<bundle_ro
 - ``runs/<m>/predictions_oof.csv`` and the ROC and confusion-matrix figures of those predictions.
 
 The pooled out-of-fold metrics describe one member, not the ensemble (every case was in the
-training data of the other K-1 members); ``training/bench_ensemble.py`` measures what ensembling adds.
+training data of the other K-1 members); ``training/bench_domain_shift.py --variants pair`` measures what
+ensembling adds.
 Serving (``inference.loaded_bundle``) and external evaluation (``bundle.trained_model``) read an
 ensemble bundle like a single-model one.
 """
@@ -33,7 +34,7 @@ from BreastFusionLib.bundle.trained_model import trained_model, write_model_sett
 from BreastFusionLib.errors import UserInputError
 from BreastFusionLib.evaluation.metrics import threshold_metrics, youden_threshold
 from BreastFusionLib.inference.calibration import apply_temperature, expected_calibration_error
-from BreastFusionLib.inference.records import ENSEMBLE_FILE
+from BreastFusionLib.inference.records import ENSEMBLE_FILE, read_member_record
 
 MEMBERS_FOLDER = "members"
 COMBINE = "mean of the members' calibrated probabilities (each member's temperature from its runs/<m>/metrics.json)"
@@ -55,9 +56,7 @@ def _pooled_validation(members: list[Path], modality: str) -> tuple[list[str], n
     ids, labels, calibrated, summary, seen = [], [], [], [], {}
     for folder in members:
         member = trained_model(str(folder), modality, str(folder / "models" / modality), need_record=True)
-        if member.record.temperature is None:
-            raise UserInputError(f"ensemble member {folder}: runs/{modality}/metrics.json has no calibration "
-                                 f"temperature; re-run evaluating for it")
+        temperature = read_member_record(folder, modality).temperature
         case_ids, case_labels, raw = read_predictions(folder / "runs" / modality / "predictions_val.csv")
         for case in case_ids:
             if case in seen:
@@ -65,12 +64,12 @@ def _pooled_validation(members: list[Path], modality: str) -> tuple[list[str], n
                                      f"pooled out-of-fold predictions need each case validated by one member "
                                      f"(train member k with --val_fold k)")
             seen[case] = folder
-        probabilities = apply_temperature(raw, member.record.temperature)
+        probabilities = apply_temperature(raw, temperature)
         ids += case_ids
         labels.append(case_labels)
         calibrated.append(probabilities)
         summary.append({"folder": folder.name, "validation_cases": len(case_ids),
-                        "temperature": member.record.temperature, "backbone": member.backbone,
+                        "temperature": temperature, "backbone": member.backbone,
                         "spatial_size": member.spatial_size})
     return ids, np.concatenate(labels), np.concatenate(calibrated), summary
 
@@ -113,6 +112,6 @@ def write_ensemble(bundle_root: str, modality: str, manifest=None) -> dict:
         {"modality": modality, "members": [m.relative_to(root).as_posix() for m in members], "combine": COMBINE,
          "backbone": backbone, "spatial_size": int(size)}, indent=2))
     (runs_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_prediction_table(runs_dir / "predictions_oof.csv", ids, labels, calibrated, threshold, 1.0, rows or None)
+    write_prediction_table(runs_dir / "predictions_oof.csv", ids, labels, calibrated, threshold, 1.0, rows)
     write_model_figures(runs_dir, modality, labels, calibrated, metrics, f"{len(members)} members, pooled out-of-fold")
     return metrics

@@ -101,10 +101,9 @@ class HeatMaps:
     def __init__(self, network: nn.Module, modality: str, backbone: str, layer: str | None = None) -> None:
         """``layer``: the Grad-CAM target inside each branch's backbone (default ``TARGET_LAYERS[backbone]``)."""
         self.network, self.modality = network, modality
-        self.branches = list(BRANCHES[modality])
         self.layer = layer or TARGET_LAYERS[backbone]
-        self.targets: dict[str, list[nn.Module]] = {}
-        for branch in self.branches:
+        self.targets: dict[str, list[nn.Module]] = {}  # per branch, the target module of each member
+        for branch in BRANCHES[modality]:
             backbones = branch_backbones(network, modality, branch)
             if self.layer not in dict(backbones[0].named_modules()):
                 raise UserInputError(f"Grad-CAM layer {self.layer!r} is not a module of the {backbone} branches")

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from BreastFusionLib.errors import UserInputError
-from BreastFusionLib.inference.records import ENSEMBLE_FILE, read_ensemble_members, read_json, read_model_record
+from BreastFusionLib.inference.records import (ENSEMBLE_FILE, read_ensemble_members, read_json, read_member_record,
+                                              read_model_record)
 from BreastFusionLib.networks import MODALITIES, EnsembleClassifier, build_classifier
 from BreastFusionLib.transform_config import REPOSITORY_CONFIGS
 
@@ -151,10 +152,7 @@ def load_ensemble(root: Path, modality: str, device: torch.device | str = "cpu",
     """
     networks, temperatures, backbones, sizes, checkpoints = [], [], set(), set(), []
     for folder in read_ensemble_members(root, modality):
-        record = read_model_record(folder, modality)
-        if record.temperature is None:
-            raise UserInputError(f"ensemble member {folder}: runs/{modality}/metrics.json has no calibration temperature; "
-                                 f"re-run evaluating for it")
+        record = read_member_record(folder, modality)
         checkpoint = folder / "models" / modality / "model.pt"
         network, backbone = _load_network(checkpoint, modality, torch.device(device), record.backbone)
         networks.append(network)

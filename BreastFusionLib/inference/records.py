@@ -71,3 +71,12 @@ def read_ensemble_members(root: Path, modality: str) -> list[Path]:
     if missing:
         raise UserInputError(f"{path}: member(s) without models/{modality}/model.pt: {', '.join(missing)}")
     return folders
+
+
+def read_member_record(folder: Path, modality: str) -> ModelRecord:
+    """An ensemble member's ``runs/<modality>/metrics.json``, which must hold the temperature its probabilities are calibrated with."""
+    record = read_model_record(folder, modality)
+    if record.temperature is None:
+        raise UserInputError(f"ensemble member {folder}: runs/{modality}/metrics.json has no calibration temperature; "
+                             f"re-run evaluating for it")
+    return record

@@ -30,9 +30,12 @@ class EnsembleClassifier(nn.Module):
         self.members = nn.ModuleList(members)
         self.register_buffer("temperatures", torch.tensor([float(t) for t in temperatures]))
 
+    def calibrated(self, index: int, logits: torch.Tensor) -> torch.Tensor:
+        """Member ``index``'s calibrated probabilities (B, classes) from its ``logits``: softmax(logits / T)."""
+        return torch.softmax(logits.float() / self.temperatures[index], dim=1)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.stack([torch.softmax(member(image).float() / temperature, dim=1)
-                                     for member, temperature in zip(self.members, self.temperatures)])
+        probabilities = torch.stack([self.calibrated(index, member(image)) for index, member in enumerate(self.members)])
         return probabilities.mean(0).clamp_min(1e-12).log()
 
 
@@ -43,8 +46,7 @@ def record_member_probabilities(network: EnsembleClassifier) -> Iterator[list[li
     handles = []
     for index, member in enumerate(network.members):
         def hook(_module, _inputs, output, index=index):
-            temperature = network.temperatures[index]
-            calls[index].append(torch.softmax(output.detach().float() / temperature, dim=1))
+            calls[index].append(network.calibrated(index, output.detach()))
 
         handles.append(member.register_forward_hook(hook))
     try:
